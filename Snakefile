@@ -1,0 +1,22 @@
+# edgeprune: compress SSD detectors for edge devices (pruning, quantization, cluster pruning).
+# Main entry points (see README):
+#   snakemake --cores 8 results/table2.csv         paper 1, Table 2
+#   snakemake --cores 8 results/base_detectors.csv base detectors trained and evaluated
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/base_detectors.csv",
+    default_target: True

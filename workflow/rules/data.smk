@@ -1,0 +1,13 @@
+# Stage 1: the embedded dataset (VOC layout), generated deterministically from config.
+
+
+rule generate_data:
+    output:
+        devkit=directory(f"{RESULTS}/data/VOCdevkit/SYNTH"),
+        summary=f"{RESULTS}/data/synthetic.json",
+    log:
+        f"{RESULTS}/logs/data/generate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/generate.tsv"
+    script:
+        "../scripts/generate_data.py"

@@ -1,0 +1,33 @@
+# Stage: VOC mAP of any artifact (Keras, TFLite, OpenVINO IR) with one evaluator.
+
+
+rule evaluate:
+    input:
+        data_ready,
+        model=artifact_file,
+        spec=spec_file,
+    output:
+        json=f"{RESULTS}/eval/{{arch}}/{{variant}}/{{runtime}}.json",
+        detections=directory(f"{RESULTS}/eval/{{arch}}/{{variant}}/{{runtime}}_detections"),
+    log:
+        f"{RESULTS}/logs/eval/{{arch}}/{{variant}}_{{runtime}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval/{{arch}}/{{variant}}_{{runtime}}.tsv"
+    wildcard_constraints:
+        variant="[A-Za-z0-9]+",
+        runtime="keras|tflite-[a-z0-9]+|openvino-[a-z0-9]+",
+    threads: THREADS
+    script:
+        "../scripts/evaluate.py"
+
+
+rule base_summary:
+    input:
+        train=expand(f"{RESULTS}/models/{{arch}}/base.train.json", arch=ARCHS),
+        evals=expand(f"{RESULTS}/eval/{{arch}}/base/keras.json", arch=ARCHS),
+    output:
+        f"{RESULTS}/base_detectors.csv",
+    log:
+        f"{RESULTS}/logs/report/base_summary.log",
+    script:
+        "../scripts/base_summary.py"

@@ -1,0 +1,17 @@
+# Stage 2: base detectors trained from scratch.
+
+
+rule train_base:
+    input:
+        data_ready,
+    output:
+        model=f"{RESULTS}/models/{{arch}}/base.keras",
+        spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
+        metrics=f"{RESULTS}/models/{{arch}}/base.train.json",
+    log:
+        f"{RESULTS}/logs/train/{{arch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{arch}}.tsv"
+    threads: THREADS
+    script:
+        "../scripts/train_base.py"
