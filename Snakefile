@@ -14,9 +14,13 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/paper1.smk"
 
 
 rule all:
     input:
         f"{RESULTS}/base_detectors.csv",
+        f"{RESULTS}/table1.csv",
+        f"{RESULTS}/table2.csv",
+        f"{RESULTS}/figures/fig8_sparsity.png",
     default_target: True

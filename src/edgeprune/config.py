@@ -10,6 +10,7 @@ from edgeprune.augment import AugmentConfig
 from edgeprune.boxes import PostprocessConfig
 from edgeprune.errors import ConfigError
 from edgeprune.models import ARCHITECTURES, DetectorSpec
+from edgeprune.prune import variant_name
 from edgeprune.train import TrainConfig
 from edgeprune.voc import VOC_CLASSES
 
@@ -46,6 +47,16 @@ def check(cfg: Mapping[str, Any]) -> None:
     for arch in cfg["detectors"]:
         _require(arch in ARCHITECTURES, f"detectors.{arch}",
                  f"unknown architecture; expected one of {sorted(ARCHITECTURES)}")
+    p1 = cfg.get("paper1")
+    if p1:
+        _require(p1["arch"] in cfg["detectors"], "paper1.arch",
+                 f"{p1['arch']!r} is not configured under detectors")
+        missing = sorted(set(p1["quantize"]) - set(p1["sparsities"]))
+        _require(not missing, "paper1.quantize",
+                 f"levels {missing} are not in paper1.sparsities")
+        names = [variant_name(s) for s in p1["sparsities"]]
+        _require(len(set(names)) == len(names), "paper1.sparsities",
+                 f"levels map to duplicate names {names}")
     aug = cfg.get("train", {}).get("augment", {})
     lo, hi = aug.get("zoom_range", (0.7, 1.5))
     _require(lo <= hi, "train.augment.zoom_range", f"expected [low, high], got {[lo, hi]}")
@@ -84,6 +95,7 @@ def detector_spec(cfg: Mapping[str, Any], arch: str,
         widths=widths if widths is not None else d.get("widths"),
         min_scale=float(a.get("min_scale", 0.1)), max_scale=float(a.get("max_scale", 0.9)),
         aspect_ratios=tuple(float(r) for r in a.get("aspect_ratios", (1.0, 2.0, 0.5))),
+        first_stride=int(d.get("first_stride", 16)),
     )
 
 

@@ -9,7 +9,8 @@ offending key as ``targets.<name>.<key>`` and says what was expected.
 Two targets always exist unless overridden: ``host-litert`` (this machine, LiteRT Python
 interpreter) and ``host-openvino`` (this machine, OpenVINO on CPU). A config entry with one of
 those names is merged over the built-in spec, so ``host-openvino: {enabled: false}`` turns it off.
-The JSON-schema counterpart of this module is ``workflow/schemas/targets.schema.yaml``.
+The JSON-schema counterpart of this module is the ``targets`` part of
+``workflow/schemas/config.schema.yaml``.
 """
 
 from __future__ import annotations

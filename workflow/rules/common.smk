@@ -57,3 +57,22 @@ def artifact_file(wildcards):
     if rt.startswith("openvino-"):
         return f"{RESULTS}/openvino/{wildcards.arch}/{wildcards.variant}_{rt[9:]}.xml"
     raise WorkflowError(f"unknown runtime {rt!r}")
+
+
+# ----------------------------------------------------------------------------- targets
+from edgeprune.targets import enabled_targets, parse_targets
+
+try:
+    TARGETS = enabled_targets(parse_targets(config))
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+def tflite_targets():
+    """Enabled targets whose runtime times .tflite files (Table 2's FPS columns)."""
+    return [n for n, t in TARGETS.items() if t.runtime in ("litert-python", "benchmark_model")]
+
+
+def latency_file(target, arch, variant, dtype):
+    """Latency JSON of one model on one target."""
+    return f"{RESULTS}/latency/{target}/{arch}/{variant}_{dtype}.json"

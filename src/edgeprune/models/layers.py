@@ -32,10 +32,10 @@ EXTRA_LAYERS: tuple[str, ...] = (
 EXTRA_DEFAULTS: tuple[int, ...] = (256, 512, 128, 256, 128, 256, 64, 128)
 
 
-def extra_feature_maps(k: Any, x: Any, widths: dict[str, int]) -> list[Any]:
-    """Four SSD extra stages (1x1 reduce, 3x3 stride 2), each giving one more feature map."""
+def extra_feature_maps(k: Any, x: Any, widths: dict[str, int], n: int = 4) -> list[Any]:
+    """``n`` SSD extra stages (1x1 reduce, 3x3 stride 2), each giving one more feature map."""
     maps = []
-    for i in range(1, 5):
+    for i in range(1, n + 1):
         x = conv_bn_relu(k, x, widths[f"extra{i}_1"], 1, 1, f"extra{i}_1")
         x = conv_bn_relu(k, x, widths[f"extra{i}_2"], 3, 2, f"extra{i}_2")
         maps.append(x)

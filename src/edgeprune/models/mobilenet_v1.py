@@ -14,12 +14,12 @@ DEFAULTS: tuple[int, ...] = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512
 
 
 def backbone(k: Any, x: Any, widths: dict[str, int]) -> list[Any]:
-    """Return the conv11 (stride 16) and conv13 (stride 32) feature maps."""
+    """Return the conv5 (stride 8), conv11 (stride 16) and conv13 (stride 32) feature maps."""
     x = conv_bn_relu(k, x, widths["conv0"], 3, 2, "conv0")
     maps = []
     for i, stride in enumerate(STRIDES, start=1):
         x = dw_bn_relu(k, x, stride, f"conv{i}_dw")
         x = conv_bn_relu(k, x, widths[f"conv{i}"], 1, 1, f"conv{i}")
-        if i in (11, 13):
+        if i in (5, 11, 13):
             maps.append(x)
     return maps

@@ -20,8 +20,9 @@ BLOCKS: tuple[tuple[int, int, int], ...] = (
 )
 LAYERS: tuple[str, ...] = ("stem", *(f"b{i}" for i in range(1, 18)), "last")
 DEFAULTS: tuple[int, ...] = (32, *(c for _, c, _ in BLOCKS), 1280)
-# Block 14's expansion output (stride 16) is the first SSD feature map, as in SSDLite.
-FEATURE_BLOCK = 14
+# Expansion outputs of blocks 7 (stride 8) and 14 (stride 16) are SSD feature maps; block 14's
+# is the first one in SSDLite at 300x300, block 7's serves small inputs (``first_stride: 8``).
+FEATURE_BLOCKS = (7, 14)
 
 
 def _block(k: Any, x: Any, i: int, t: int, out: int, stride: int) -> tuple[Any, Any]:
@@ -39,12 +40,12 @@ def _block(k: Any, x: Any, i: int, t: int, out: int, stride: int) -> tuple[Any, 
 
 
 def backbone(k: Any, x: Any, widths: dict[str, int]) -> list[Any]:
-    """Return the two backbone feature maps (stride 16 and stride 32)."""
+    """Return the backbone feature maps at strides 8, 16 and 32."""
     x = conv_bn_relu(k, x, widths["stem"], 3, 2, "stem")
-    first = None
+    maps = []
     for i, (t, _, stride) in enumerate(BLOCKS, start=1):
         x, expanded = _block(k, x, i, t, widths[f"b{i}"], stride)
-        if i == FEATURE_BLOCK:
-            first = expanded
+        if i in FEATURE_BLOCKS:
+            maps.append(expanded)
     x = conv_bn_relu(k, x, widths["last"], 1, 1, "last")
-    return [first, x]
+    return [*maps, x]

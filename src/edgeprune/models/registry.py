@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -33,7 +33,7 @@ class DetectorSpec:
     min_scale: float = 0.1
     max_scale: float = 0.9
     aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
-    extra: dict[str, Any] = field(default_factory=dict)
+    first_stride: int = 16
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, with widths resolved to a full name -> filters mapping."""
@@ -46,6 +46,7 @@ class DetectorSpec:
             "min_scale": self.min_scale,
             "max_scale": self.max_scale,
             "aspect_ratios": list(self.aspect_ratios),
+            "first_stride": self.first_stride,
         }
 
     @classmethod
@@ -58,6 +59,7 @@ class DetectorSpec:
             widths=dict(d["widths"]) if d.get("widths") is not None else None,
             min_scale=float(d.get("min_scale", 0.1)), max_scale=float(d.get("max_scale", 0.9)),
             aspect_ratios=tuple(float(a) for a in d.get("aspect_ratios", (1.0, 2.0, 0.5))),
+            first_stride=int(d.get("first_stride", 16)),
         )
 
 
@@ -126,8 +128,14 @@ def build_detector(spec: DetectorSpec, keras: Any | None = None) -> Any:
     h, w = spec.input_size
     inp = keras.Input((h, w, 3), name="image")
     x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inp)
+    # Six feature maps: backbone strides 16 and 32 + four extras, or (first_stride 8, for small
+    # inputs) backbone strides 8, 16, 32 + three extras.
     maps = _arch(spec.arch).backbone(keras, x, widths)
-    maps += extra_feature_maps(keras, maps[-1], widths)
+    if spec.first_stride == 16:
+        maps = maps[1:]
+    elif spec.first_stride != 8:
+        raise ConfigError(f"first_stride must be 8 or 16, got {spec.first_stride}")
+    maps += extra_feature_maps(keras, maps[-1], widths, n=6 - len(maps))
     k_per = len(spec.aspect_ratios) + 1
     locs, confs = [], []
     for i, fmap in enumerate(maps):

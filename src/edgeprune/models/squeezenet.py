@@ -29,14 +29,14 @@ def _fire(k: Any, x: Any, i: int, widths: dict[str, int]) -> Any:
 
 
 def backbone(k: Any, x: Any, widths: dict[str, int]) -> list[Any]:
-    """Return the fire8 (stride 16) and fire9 (stride 32) feature maps."""
+    """Return the fire5 (stride 8), fire8 (stride 16) and fire9 (stride 32) feature maps."""
     L = k.layers
     x = conv_bn_relu(k, x, widths["conv1"], 3, 2, "conv1")
     x = L.MaxPooling2D(3, 2, padding="same", name="pool1")(x)
     maps = []
     for i in range(2, 10):
         x = _fire(k, x, i, widths)
-        if i == 8:
+        if i in (5, 8):
             maps.append(x)
         if f"fire{i}" in _POOL_AFTER:
             x = L.MaxPooling2D(3, 2, padding="same", name=f"pool{i}")(x)

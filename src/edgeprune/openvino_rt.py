@@ -1,0 +1,173 @@
+"""OpenVINO for the detectors: Keras -> IR conversion (fp32 or fp16 weights) and a runner with the
+same contract as every other runtime in :mod:`edgeprune.detect`.
+
+Conversion goes through a *frozen* batch-1 TensorFlow function of the deployment graph (see
+:func:`freeze_detector`): variables become constants, so OpenVINO (and LiteRT, see
+``edgeprune.cluster.convert``) never has to serialise the Keras object graph, which is what
+makes converting a Keras model slow. The batch dimension is static (1) because
+``benchmark_app`` and the NCS2 only take static shapes; the runner therefore feeds images one at
+a time. Outputs keep their Keras names (``loc``, ``conf``) and are looked up by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeprune.errors import DataError
+
+__all__ = ["FrozenDetector", "convert_to_ir", "freeze_detector", "ir_files", "openvino_runner"]
+
+OUTPUT_NAMES = ("loc", "conf")
+
+
+@dataclass(frozen=True)
+class FrozenDetector:
+    """A constant-folded ``tf.function`` of an exported detector with a static input shape.
+
+    ``function`` is a concrete function taking ``image`` (1, H, W, 3) float32 (0..255) and
+    returning ``{"loc": ..., "conf": ...}``; ``module`` keeps it alive and gives converters a
+    small object to serialise.
+    """
+
+    function: Any
+    module: Any
+    input_shape: tuple[int, int, int, int]
+
+
+def _is_export(model: Any) -> bool:
+    return set(getattr(model, "output_names", ())) == set(OUTPUT_NAMES)
+
+
+def freeze_detector(model: Any) -> FrozenDetector:
+    """Freeze a training or exported Keras detector into a batch-1 constant graph.
+
+    A training model (``conf_logits``) is wrapped by :func:`edgeprune.models.export_model`
+    first, so the frozen graph always ends in softmax scores named ``conf``.
+    """
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    from edgeprune.models import export_model
+    from edgeprune.tfenv import setup
+
+    tf, keras = setup()
+    if isinstance(model, FrozenDetector):
+        return model
+    export = model if _is_export(model) else export_model(model, keras)
+    h, w, c = (int(d) for d in export.inputs[0].shape[1:])
+    spec = tf.TensorSpec([1, h, w, c], tf.float32, name="image")
+    traced = tf.function(lambda image: export(image, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(traced)
+    graph_def = frozen.graph.as_graph_def()
+    input_name = frozen.inputs[0].name
+    # The frozen function keeps the outputs in order but may drop their dict structure (models
+    # loaded from disk), so the structure is taken from the traced function.
+    output_names = [t.name for t in frozen.outputs]
+    structure = traced.structured_outputs
+
+    @tf.function(input_signature=[spec])
+    def serve(image: Any) -> Any:
+        outs = tf.graph_util.import_graph_def(graph_def, input_map={input_name: image},
+                                              return_elements=output_names, name="")
+        return tf.nest.pack_sequence_as(structure, outs)
+
+    module = tf.Module()
+    module.serve = serve
+    function = serve.get_concrete_function()
+    _check_frozen(export, function, (1, h, w, c))
+    return FrozenDetector(function, module, (1, h, w, c))
+
+
+def _check_frozen(export: Any, function: Any, shape: tuple[int, int, int, int]) -> None:
+    """The frozen graph must give the Keras outputs, name for name (one random image)."""
+    image = np.random.default_rng(0).uniform(0.0, 255.0, shape).astype(np.float32)
+    got = function(image)
+    want = export(image, training=False)
+    if not isinstance(got, dict) or set(got) != set(OUTPUT_NAMES):
+        raise DataError(f"frozen detector outputs are {got!r}, expected {OUTPUT_NAMES}")
+    for name in OUTPUT_NAMES:
+        a, b = np.asarray(got[name]), np.asarray(want[name])
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-4, atol=1e-5):
+            raise DataError(f"frozen detector output {name!r} differs from the Keras model")
+
+
+def ir_files(xml_path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """The ``.xml`` topology and ``.bin`` weights of an IR."""
+    xml = Path(xml_path)
+    return xml, xml.with_suffix(".bin")
+
+
+def convert_to_ir(keras_model_or_export: Any, xml_path: str | os.PathLike[str],
+                  fp16: bool) -> Path:
+    """Convert a detector (training model, export model or :class:`FrozenDetector`) to IR.
+
+    ``fp16`` stores weights as float16 (the CPU plugin still computes in float32 unless told
+    otherwise). The pair ``.xml`` + ``.bin`` is written under temporary names in the target
+    directory and renamed into place, weights first, so a reader never sees a half-written IR.
+    Returns the path of the ``.xml``.
+    """
+    import openvino as ov
+
+    frozen = freeze_detector(keras_model_or_export)
+    model = ov.convert_model(frozen.function)
+    names = {n for out in model.outputs for n in out.get_names()}
+    missing = set(OUTPUT_NAMES) - names
+    if missing:
+        raise DataError(f"converted IR lacks outputs {sorted(missing)} (has {sorted(names)})")
+    xml, weights = ir_files(xml_path)
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.", dir=xml.parent))
+    try:
+        tmp_xml = tmp_dir / xml.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=bool(fp16))
+        os.replace(tmp_xml.with_suffix(".bin"), weights)
+        os.replace(tmp_xml, xml)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return xml
+
+
+def _compile(xml_path: Path, threads: int | None) -> Any:
+    import openvino as ov
+
+    xml, weights = ir_files(xml_path)
+    if not xml.is_file() or not weights.is_file():
+        raise DataError(f"OpenVINO IR {xml} (with {weights.name}) does not exist")
+    core = ov.Core()
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    model = core.read_model(str(xml))
+    return core.compile_model(model, "CPU", config)
+
+
+def openvino_runner(xml_path: str | os.PathLike[str],
+                    threads: int | None) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A :data:`edgeprune.detect.Runner` over an IR on the CPU (latency hint, synchronous).
+
+    Takes a float32 batch (B, H, W, 3) with pixel values 0..255 and returns ``(loc, probs)``;
+    the IR has a static batch of 1, so images go through one synchronous request each.
+    """
+    compiled = _compile(Path(xml_path), threads)
+    request = compiled.create_infer_request()
+    loc_port, conf_port = compiled.output("loc"), compiled.output("conf")
+
+    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        locs, probs = [], []
+        for image in batch:
+            result = request.infer({0: image[None]})
+            locs.append(np.array(result[loc_port][0], dtype=np.float32))
+            probs.append(np.array(result[conf_port][0], dtype=np.float32))
+        return np.stack(locs), np.stack(probs)
+
+    return run

@@ -1,0 +1,129 @@
+"""Paper 1 stages: magnitude-pruning sweep with fine-tuning, and TFLite conversion."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeprune import config as C
+from edgeprune.dataset import load_sets
+from edgeprune.errors import EdgepruneError
+from edgeprune.fileio import write_json
+from edgeprune.jobs import JobLog
+from edgeprune.model_io import load_keras, load_spec, save_keras, save_spec
+from edgeprune.models.registry import anchors_for
+from edgeprune.prune import (
+    PruneConfig,
+    apply_pruning,
+    measured_sparsity,
+    prunable_layers,
+    strip,
+    update_step_callback,
+)
+from edgeprune.quantize import convert
+from edgeprune.size import file_sizes, keras_counts
+from edgeprune.stages.train import load_train_data
+from edgeprune.tfenv import setup
+from edgeprune.tracking import RunRecord
+from edgeprune.train import steps_per_epoch, train
+from edgeprune.voc import load_images
+
+
+def prune_config(config: Mapping[str, Any]) -> PruneConfig:
+    """PruneConfig from ``paper1.prune``."""
+    p = config["paper1"]["prune"]
+    return PruneConfig(scope=p["scope"], schedule=p["schedule"],
+                       layer_types=tuple(p["layer_types"]), end_fraction=float(p["end_fraction"]),
+                       frequency=p.get("frequency"))
+
+
+def prune_finetune(config: Mapping[str, Any], sparsity: float, variant: str,
+                   base_model: str | Path, base_spec: str | Path, model_out: str | Path,
+                   spec_out: str | Path, metrics_out: str | Path, threads: int,
+                   log: JobLog) -> RunRecord:
+    """Prune the base detector to ``sparsity`` while fine-tuning, strip wrappers, verify the
+    sparsity reached, and save the model."""
+    p1 = config["paper1"]
+    _, keras = setup(threads, int(config.get("seed", 0)))
+    spec, _ = load_spec(base_spec)
+    arch = spec.arch
+    model = load_keras(base_model, keras)
+    anchors = anchors_for(spec, model)
+    data = load_train_data(config, spec.input_size, log)
+    pcfg = prune_config(config)
+    epochs = int(p1["prune"]["finetune_epochs"])
+    tcfg = C.train_config(config, arch, {
+        "epochs": epochs, "warmup_epochs": 0.0,
+        "learning_rate": config["train"]["learning_rate"] * p1["prune"]["learning_rate_factor"],
+    })
+    total_steps = steps_per_epoch(len(data), min(tcfg.batch_size, len(data))) * epochs
+    pruned = apply_pruning(model, sparsity, total_steps, pcfg)
+    log(f"{variant}: target sparsity {sparsity} ({pcfg.scope}, {pcfg.schedule}) over "
+        f"{len(prunable_layers(model, pcfg.layer_types))} {'/'.join(pcfg.layer_types)} layers, "
+        f"{epochs} fine-tune epochs ({total_steps} steps)")
+    t0 = time.perf_counter()
+    history = train(pruned, data, anchors, tcfg, log=log, callbacks=[update_step_callback()])
+    seconds = time.perf_counter() - t0
+    final = strip(pruned)
+    reached = measured_sparsity(final, prunable_layers(final, pcfg.layer_types))
+    log(f"{variant}: sparsity reached {reached['sparsity']:.4f} (target {sparsity})")
+    tol = float(p1["prune"]["tolerance"])
+    if abs(reached["sparsity"] - sparsity) > tol:
+        raise EdgepruneError(
+            f"{variant}: pruning reached sparsity {reached['sparsity']:.4f}, not within {tol} of "
+            f"the target {sparsity}; raise paper1.prune.finetune_epochs or lower end_fraction")
+    save_keras(final, model_out)
+    save_spec(spec, final, spec_out, variant=variant, sparsity=sparsity)
+    metrics = {**keras_counts(final), **file_sizes(model_out), "target_sparsity": sparsity,
+               "sparsity": reached["sparsity"], "finetune_seconds": seconds}
+    write_json(metrics_out, {"arch": arch, "variant": variant, "metrics": metrics,
+                             "per_layer_sparsity": reached["per_layer"], "history": history})
+    return RunRecord(
+        experiment=config["mlflow"]["experiment"], run_name=f"{arch}/{variant}/prune",
+        params={"stage": "prune", "arch": arch, "variant": variant, "sparsity": sparsity,
+                "scope": pcfg.scope, "schedule": pcfg.schedule,
+                "layer_types": list(pcfg.layer_types), "finetune_epochs": epochs,
+                "learning_rate": tcfg.learning_rate, "seed": tcfg.seed, "threads": threads},
+        metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
+        history={k: v for k, v in history.items() if k != "seconds"},
+        tags={"stage": "prune", "arch": arch, "variant": variant},
+        artifacts=[Path(model_out), Path(spec_out)],
+    )
+
+
+def representative_images(config: Mapping[str, Any], input_size: tuple[int, int],
+                          count: int) -> np.ndarray:
+    """The first ``count`` training images (deterministic), resized to the model input."""
+    anns = load_sets(C.devkit_root(config), config["data"]["train_sets"])[:count]
+    return load_images(anns, input_size)
+
+
+def convert_tflite(config: Mapping[str, Any], variant: str, dtype: str,
+                   model_path: str | Path, spec_path: str | Path, out_path: str | Path,
+                   threads: int, log: JobLog) -> RunRecord:
+    """Convert one Keras variant to a TFLite flatbuffer of ``dtype``."""
+    _, keras = setup(threads, int(config.get("seed", 0)))
+    spec, _ = load_spec(spec_path)
+    model = load_keras(model_path, keras)
+    rep = None
+    if dtype == "int8":
+        n = int(config["paper1"]["representative_images"])
+        rep = representative_images(config, spec.input_size, n)
+        log(f"int8 calibration on {len(rep)} training images")
+    t0 = time.perf_counter()
+    size = convert(model, dtype, out_path, rep)
+    seconds = time.perf_counter() - t0
+    sizes = file_sizes(out_path)
+    log(f"{variant} -> {dtype}: {size / 1e6:.2f} MB in {seconds:.1f}s")
+    return RunRecord(
+        experiment=config["mlflow"]["experiment"],
+        run_name=f"{spec.arch}/{variant}/tflite-{dtype}",
+        params={"stage": "convert", "arch": spec.arch, "variant": variant, "dtype": dtype},
+        metrics={**sizes, "convert_seconds": seconds},
+        tags={"stage": "convert", "arch": spec.arch, "variant": variant, "dtype": dtype},
+        artifacts=[Path(out_path)],
+    )

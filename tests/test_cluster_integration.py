@@ -1,0 +1,120 @@
+"""The paper-2 workflow end to end on the tiny configuration (real Snakemake DAG: data, base
+model, sweep, cluster size, whole-model pruning on both host targets, tables, OpenVINO IR and
+its accuracy). Runs in a scratch copy of ``workflow/`` whose config schema has the ``paper2:``
+fragment merged in, exactly as the main schema will have it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ("common", "data", "train", "evaluate", "paper2")
+
+OVERRIDES = {
+    "paper2": {
+        "archs": ["ssd_mobilenet_v1"],
+        "targets": ["host-openvino", "host-litert"],
+        "sweep": {"layers": {"ssd_mobilenet_v1": ["conv1"]}, "step": 7, "warmup": 1,
+                  "runs": 3, "passes": 2},
+        "period": {"permutations": 50},
+        "cluster": {"size": 4},
+        "whole": {"layers": {"ssd_mobilenet_v1": ["conv[1-2]"]}, "measure_every": 4,
+                  "steps": 1, "min_filters": 4, "warmup": 1, "runs": 3, "passes": 1,
+                  "finetune": {"enabled": True, "updates": 1}},
+        "app_fps": {"frames": 2, "warmup": 0},
+    },
+}
+
+
+def _workflow(tmp: Path) -> Path:
+    """A scratch workflow: repository rules and scripts, schema with the paper2 fragment."""
+    shutil.copytree(ROOT / "workflow", tmp / "workflow")
+    schemas = tmp / "workflow" / "schemas"
+    schema = yaml.safe_load((schemas / "config.schema.yaml").read_text())
+    fragment = yaml.safe_load((schemas / "paper2.schema.yaml").read_text())
+    schema["properties"].setdefault("paper2", fragment["properties"]["paper2"])
+    schema.setdefault("definitions", {}).update(fragment["definitions"])
+    (schemas / "config.schema.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    includes = "".join(f'include: "workflow/rules/{r}.smk"\n' for r in RULES)
+    snakefile = tmp / "Snakefile"
+    snakefile.write_text(f'configfile: "{ROOT}/config/config.yaml"\n{includes}')
+    (tmp / "paper2_tiny.yaml").write_text(yaml.safe_dump(OVERRIDES))
+    return snakefile
+
+
+def _snakemake(snakefile: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(snakefile), "-d", str(workdir),
+           "--cores", "2", "--resources", "target_host_litert=1", "target_host_openvino=1",
+           "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "paper2_tiny.yaml"),
+           "--config", "threads=1"]
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc
+
+
+@pytest.mark.integration
+def test_paper2_workflow_on_tiny_config(tmp_path: Path) -> None:
+    snakefile = _workflow(tmp_path)
+    # The full target plans the OpenVINO IR rule for the shared evaluator (checked without
+    # running it: tests/test_openvino_rt.py runs conversion, runner and accuracy).
+    plan = _snakemake(snakefile, tmp_path, "paper2", "-n").stdout
+    for rule in ("openvino_ir", "evaluate", "p2_openvino_accuracy", "p2_sweep_time",
+                 "p2_whole_time", "p2_report"):
+        assert f"rule {rule}:" in plan, rule
+    assert "results/openvino/ssd_mobilenet_v1/base_fp16.xml" in plan
+    _snakemake(snakefile, tmp_path, "results/paper2/summary.md",
+               "results/paper2/figures/fig5_sweep_latency_ssd_mobilenet_v1.png")
+    res = tmp_path / "results"
+    p2 = res / "paper2"
+
+    for target in ("host-openvino", "host-litert"):
+        sweep = pd.read_csv(p2 / "sweeps/ssd_mobilenet_v1/conv1" / f"{target}.csv")
+        assert sweep["filters_left"].tolist() == [16, 9, 2]
+        assert (sweep["latency_median_ms"] > 0).all()
+        assert sweep["macs"].is_monotonic_decreasing
+        raw = p2 / "sweeps/ssd_mobilenet_v1/conv1" / f"raw_{target}"
+        assert len(list(raw.glob("*.log"))) == 3 * 2             # points x passes
+    # The thinned models were temporary.
+    assert not (p2 / "sweeps/ssd_mobilenet_v1/conv1/models").exists()
+
+    sizes = json.loads((p2 / "cluster_size/ssd_mobilenet_v1.json").read_text())
+    assert sizes["sizes"] == {"conv1": 4, "conv2": 4}           # the config override
+    evidence = sizes["sweeps"]["conv1"]["host-openvino"]
+    assert evidence["P"] >= 1 and "reason" in evidence["latency"]
+
+    t1 = pd.read_csv(p2 / "table1.csv").set_index("layer")
+    assert t1.loc["total", "cluster_pruned"] == t1.loc["total", "filter_pruned"] == 4
+    assert all(n % 4 == 0 for n in t1.drop("total")["cluster_pruned"])
+    t2 = pd.read_csv(p2 / "table2.csv").set_index("row")
+    assert {"host-openvino", "host-litert"} <= set(t2.columns)
+    assert t2.loc["without pruning", "host-openvino"] > 0
+    t3 = pd.read_csv(p2 / "table3.csv").set_index("row")
+    assert t3.loc["cluster pruning", "host-litert"] > 0
+    whole = pd.read_csv(p2 / "whole/ssd_mobilenet_v1/host-openvino.csv")
+    assert set(whole["method"]) == {"base", "filter", "cluster"}
+    assert set(whole["finetuned"]) == {False, True}
+    summary = (p2 / "summary.md").read_text()
+    assert "Table II" in summary and "latency period" in summary
+    for name in ("fig5_sweep_latency", "fig10_latency", "fig12_map", "period_evidence"):
+        assert (p2 / "figures" / f"{name}_ssd_mobilenet_v1.png").stat().st_size > 1000
+
+    with sqlite3.connect(res / "mlflow.db") as db:
+        runs = {v for (v,) in db.execute("SELECT value FROM tags WHERE key = 'mlflow.runName'")}
+    assert {"ssd_mobilenet_v1/paper2/sweep-conv1/host-litert", "paper2/report",
+            "ssd_mobilenet_v1/paper2/whole-cluster/build"} <= runs
+    # Every rule kept a log and a benchmark file.
+    assert (res / "benchmarks/paper2/report.tsv").is_file()
+    assert (res / "logs/paper2/whole/ssd_mobilenet_v1/cluster_build.log").is_file()

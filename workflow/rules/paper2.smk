@@ -1,0 +1,255 @@
+# Paper 2: filter pruning vs hardware-aware cluster pruning.
+#   single-layer sweeps -> cluster size per layer/target -> whole-model pruning -> Tables I-III
+#   snakemake --cores 2 paper2                      default (cheap) settings
+#   snakemake --cores 2 paper2 --configfile config/paper2.yaml   the paper's settings
+# Model files are written by *build* jobs (parallel) and timed by *time* jobs that hold the
+# target's resource (target_<name>, '-' -> '_'), so two timings never overlap on one target;
+# timing on this machine also takes every core, so nothing runs beside it.
+import json
+import re as _p2_re
+
+from snakemake.exceptions import WorkflowError as _P2WorkflowError
+
+from edgeprune.cluster.convert import RUNTIME_FORMAT as _P2_RUNTIME_FORMAT
+from edgeprune.cluster.settings import paper2_settings, resource_name, section_digest
+from edgeprune.errors import ConfigError as _P2ConfigError
+from edgeprune.stages.paper2 import figure_paths, report_figures
+
+try:
+    P2 = paper2_settings(config)
+except _P2ConfigError as _exc:
+    raise _P2WorkflowError(str(_exc)) from None
+
+P2_ROOT = f"{RESULTS}/paper2"
+P2_FIGS = f"{P2_ROOT}/figures"
+P2_TARGETS = list(P2.targets)
+P2_METHODS = ["filter", "cluster"]
+P2_TARGET_RE = "|".join(_p2_re.escape(t) for t in P2_TARGETS)
+P2_LAYER_RE = "[A-Za-z0-9_]+"
+
+
+def p2_target_resources():
+    """One resource per timing target; a job holds only its own target's."""
+    return {
+        resource_name(t): (lambda wildcards, t=t: int(wildcards.target == t))
+        for t in P2_TARGETS
+    }
+
+
+def p2_timing_threads(wildcards):
+    """Every core for timing on this machine (nothing else runs beside it; host-litert and
+    host-openvino share the CPU), one for a remote device (the host only waits)."""
+    return workflow.cores if P2.targets[wildcards.target].transport == "local" else 1
+
+
+def p2_params(*keys):
+    """The paper2 settings a rule depends on (changing them re-runs its jobs)."""
+    return section_digest(config, *keys)
+
+
+def p2_target_spec(wildcards):
+    return repr(P2.targets[wildcards.target])
+
+
+def p2_sweep_csvs(wildcards):
+    return [
+        f"{P2_ROOT}/sweeps/{wildcards.arch}/{layer}/{target}.csv"
+        for layer in P2.sweep.layers[wildcards.arch]
+        for target in P2_TARGETS
+    ]
+
+
+def p2_figure_files(name):
+    return [str(p) for p in figure_paths(P2_FIGS, name)]
+
+
+rule p2_sweep_build:
+    input:
+        data_ready,
+        model=f"{RESULTS}/models/{{arch}}/base.keras",
+        spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
+    output:
+        models=temp(directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/models")),
+        points=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/points.json",
+    params:
+        settings=p2_params("accuracy", "eval_images", "targets"),
+        sweep=lambda wc: json.dumps([P2.sweep.step, P2.sweep.min_filters]),
+    log:
+        f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_build.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}/{{layer}}_build.tsv"
+    wildcard_constraints:
+        layer=P2_LAYER_RE,
+    threads: THREADS
+    script:
+        "../scripts/paper2_sweep_build.py"
+
+
+rule p2_sweep_time:
+    input:
+        points=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/points.json",
+        models=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/models",
+    output:
+        csv=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/{{target}}.csv",
+        raw=directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/raw_{{target}}"),
+    params:
+        timing=lambda wc: json.dumps([P2.sweep.warmup, P2.sweep.runs, P2.sweep.passes]),
+        target=p2_target_spec,
+    log:
+        f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_{{target}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}/{{layer}}_{{target}}.tsv"
+    wildcard_constraints:
+        layer=P2_LAYER_RE,
+        target=P2_TARGET_RE,
+    threads: p2_timing_threads
+    resources:
+        **p2_target_resources(),
+    script:
+        "../scripts/paper2_sweep_time.py"
+
+
+rule p2_sweep_figures:
+    input:
+        p2_sweep_csvs,
+    output:
+        latency=p2_figure_files("fig5_sweep_latency_{arch}"),
+        accuracy=p2_figure_files("fig8_sweep_map_{arch}"),
+    log:
+        f"{RESULTS}/logs/paper2/sweep/{{arch}}_figures.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}_figures.tsv"
+    threads: 1
+    script:
+        "../scripts/paper2_sweep_figures.py"
+
+
+rule p2_cluster_size:
+    input:
+        p2_sweep_csvs,
+    output:
+        json=f"{P2_ROOT}/cluster_size/{{arch}}.json",
+        figures=p2_figure_files("period_evidence_{arch}"),
+    params:
+        settings=p2_params("period", "cluster", "whole"),
+    log:
+        f"{RESULTS}/logs/paper2/cluster_size/{{arch}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/cluster_size/{{arch}}.tsv"
+    threads: 1
+    script:
+        "../scripts/paper2_cluster_size.py"
+
+
+rule p2_whole_build:
+    input:
+        data_ready,
+        model=f"{RESULTS}/models/{{arch}}/base.keras",
+        spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
+        sizes=f"{P2_ROOT}/cluster_size/{{arch}}.json",
+    output:
+        models=temp(directory(f"{P2_ROOT}/whole/{{arch}}/models_{{method}}")),
+        json=f"{P2_ROOT}/whole/{{arch}}/{{method}}.json",
+    params:
+        settings=p2_params("whole", "accuracy", "eval_images", "targets"),
+    log:
+        f"{RESULTS}/logs/paper2/whole/{{arch}}/{{method}}_build.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/whole/{{arch}}/{{method}}_build.tsv"
+    wildcard_constraints:
+        method="filter|cluster",
+    threads: THREADS
+    script:
+        "../scripts/paper2_whole_build.py"
+
+
+rule p2_whole_time:
+    input:
+        builds=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/{{method}}.json", method=P2_METHODS),
+        models=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/models_{{method}}", method=P2_METHODS),
+        spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
+    output:
+        csv=f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv",
+        raw=directory(f"{P2_ROOT}/whole/{{arch}}/raw_{{target}}"),
+    params:
+        timing=lambda wc: json.dumps([P2.whole.warmup, P2.whole.runs, P2.whole.passes]),
+        app=p2_params("app_fps", "tables"),
+        target=p2_target_spec,
+    log:
+        f"{RESULTS}/logs/paper2/whole/{{arch}}/{{target}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/whole/{{arch}}/{{target}}.tsv"
+    wildcard_constraints:
+        target=P2_TARGET_RE,
+    threads: p2_timing_threads
+    resources:
+        **p2_target_resources(),
+    script:
+        "../scripts/paper2_whole_time.py"
+
+
+rule p2_report:
+    input:
+        sizes=expand(f"{P2_ROOT}/cluster_size/{{arch}}.json", arch=P2.archs),
+        builds=expand(f"{P2_ROOT}/whole/{{arch}}/{{method}}.json", arch=P2.archs,
+                      method=P2_METHODS),
+        whole=expand(f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv", arch=P2.archs,
+                     target=P2_TARGETS),
+    output:
+        table1=f"{P2_ROOT}/table1.csv",
+        table2=f"{P2_ROOT}/table2.csv",
+        table3=f"{P2_ROOT}/table3.csv",
+        periods=f"{P2_ROOT}/periods.csv",
+        summary=f"{P2_ROOT}/summary.md",
+        figures=[f for names in report_figures(P2.archs).values() for n in names
+                 for f in p2_figure_files(n)],
+    params:
+        settings=p2_params("tables", "targets"),
+    log:
+        f"{RESULTS}/logs/paper2/report.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/report.tsv"
+    threads: 1
+    script:
+        "../scripts/paper2_report.py"
+
+
+rule openvino_ir:
+    input:
+        model=f"{RESULTS}/models/{{arch}}/{{variant}}.keras",
+    output:
+        xml=f"{RESULTS}/openvino/{{arch}}/{{variant}}_{{precision}}.xml",
+        bin=f"{RESULTS}/openvino/{{arch}}/{{variant}}_{{precision}}.bin",
+    log:
+        f"{RESULTS}/logs/openvino/{{arch}}/{{variant}}_{{precision}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/openvino/{{arch}}/{{variant}}_{{precision}}.tsv"
+    wildcard_constraints:
+        variant="[A-Za-z0-9]+",
+        precision="fp32|fp16",
+    threads: THREADS
+    script:
+        "../scripts/paper2_openvino_ir.py"
+
+
+rule p2_openvino_accuracy:
+    input:
+        expand(f"{RESULTS}/eval/{{arch}}/base/{{runtime}}.json", arch=P2.archs,
+               runtime=["keras", "openvino-fp32", "openvino-fp16"]),
+    output:
+        f"{P2_ROOT}/openvino_accuracy.csv",
+    log:
+        f"{RESULTS}/logs/paper2/openvino_accuracy.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/openvino_accuracy.tsv"
+    threads: 1
+    script:
+        "../scripts/paper2_openvino_accuracy.py"
+
+
+rule paper2:
+    input:
+        rules.p2_report.output,
+        expand(p2_figure_files("fig5_sweep_latency_{arch}"), arch=P2.archs),
+        expand(p2_figure_files("fig8_sweep_map_{arch}"), arch=P2.archs),
+        f"{P2_ROOT}/openvino_accuracy.csv",
