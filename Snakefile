@@ -2,6 +2,8 @@
 # Main entry points (see README):
 #   snakemake --cores 8 results/table2.csv         paper 1, Table 2
 #   snakemake --cores 8 results/base_detectors.csv base detectors trained and evaluated
+#   snakemake --cores 8 paper2                     paper 2, Tables I-III and figures
+#   snakemake --cores 8                            everything
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -14,7 +16,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/devices.smk"
 include: "workflow/rules/paper1.smk"
+include: "workflow/rules/paper2.smk"
 
 
 rule all:
@@ -23,4 +27,5 @@ rule all:
         f"{RESULTS}/table1.csv",
         f"{RESULTS}/table2.csv",
         f"{RESULTS}/figures/fig8_sparsity.png",
+        rules.paper2.input,
     default_target: True

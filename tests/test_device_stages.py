@@ -1,5 +1,5 @@
 """Tests for the edge-device workflow stages (edgeprune.stages.devices), their config (the
-``app:`` schema fragment, config/targets.example.yaml) and the rules in workflow/rules/devices.smk.
+``app:`` schema fragment, the commented device examples in config/config.yaml) and the rules in workflow/rules/devices.smk.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from edgeprune.targets import parse_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "workflow" / "schemas"
-EXAMPLE = ROOT / "config" / "targets.example.yaml"
+EXAMPLE = ROOT / "config" / "config.yaml"
 
 
 def job_log(tmp_path: Path) -> JobLog:
@@ -225,10 +225,8 @@ def targets_validator() -> jsonschema.Draft202012Validator:
 
 
 def app_validator() -> jsonschema.Draft202012Validator:
-    """The ``app`` schema: the fragment, or its copy merged into the config schema."""
-    fragment = SCHEMAS / "app.schema.yaml"
-    source = fragment if fragment.is_file() else SCHEMAS / "config.schema.yaml"
-    app = yaml.safe_load(source.read_text())["properties"]["app"]
+    """The ``app`` part of the config schema."""
+    app = yaml.safe_load((SCHEMAS / "config.schema.yaml").read_text())["properties"]["app"]
     schema = {"type": "object", "properties": {"app": app}}
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)

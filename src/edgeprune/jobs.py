@@ -3,6 +3,7 @@ line instead of a traceback, and exit non-zero so Snakemake removes the job's ou
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -48,10 +49,23 @@ class JobLog:
             self.fh.close()
 
 
+def capture_stderr(log_path: str | Path) -> TextIO:
+    """Send this process's file descriptor 2 (TensorFlow's native messages, warnings,
+    unexpected tracebacks) to ``log_path``; return a stream on the original stderr, where the
+    job's own progress lines still go."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    console = os.fdopen(os.dup(2), "w", buffering=1)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    return console
+
+
 def run_job(name: str, log_path: str | Path | None, fn: Callable[..., Any], /,
-            **kwargs: Any) -> Any:
+            echo: TextIO | None = sys.stderr, **kwargs: Any) -> Any:
     """Call ``fn(log=JobLog, **kwargs)``; on EdgepruneError log ``error: …`` and exit 1."""
-    log = JobLog(log_path, name)
+    log = JobLog(log_path, name, echo=echo)
     log(f"start {name}")
     try:
         result = fn(log=log, **kwargs)
@@ -87,4 +101,5 @@ def run_tracked(smk: Any, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
             log(f"MLflow run {result.run_name} -> {rid}")
         return result
 
-    return run_job(name, log_path, stage, **kwargs)
+    echo = capture_stderr(log_path) if log_path else sys.stderr
+    return run_job(name, log_path, stage, echo=echo, **kwargs)

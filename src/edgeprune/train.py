@@ -99,7 +99,7 @@ def train(model: Any, data: DetectionData, anchors: np.ndarray, cfg: TrainConfig
     warmup = int(cfg.warmup_epochs * spe)
     rng = np.random.default_rng(cfg.seed)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(x: Any, loc_t: Any, cls_t: Any) -> tuple[Any, Any, Any]:
         with tf.GradientTape() as tape:
             out = model(x, training=True)

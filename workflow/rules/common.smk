@@ -1,5 +1,7 @@
 # Shared helpers: config validation, derived lists, and input functions.
+import json
 import os
+import re
 import time
 import uuid
 
@@ -7,7 +9,13 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from edgeprune import config as C
+from edgeprune.cluster.convert import RUNTIME_FORMAT as P2_RUNTIME_FORMAT
+from edgeprune.cluster.settings import paper2_settings, section_digest
 from edgeprune.errors import ConfigError
+from edgeprune.prune import variant_name
+from edgeprune.stages.devices import app_settings, device_resource
+from edgeprune.stages.paper2 import figure_paths, report_figures
+from edgeprune.targets import enabled_targets, parse_targets
 
 validate(config, "../schemas/config.schema.yaml")
 try:
@@ -59,20 +67,137 @@ def artifact_file(wildcards):
     raise WorkflowError(f"unknown runtime {rt!r}")
 
 
-# ----------------------------------------------------------------------------- targets
-from edgeprune.targets import enabled_targets, parse_targets
+# ----------------------------------------------------------------------------- edge devices
+# Used by devices.smk, paper1.smk (Table 2 FPS columns) and paper2.smk (timing jobs).
+# Targets come from the `targets:` config section (edgeprune.targets); the `app:` section picks
+# the clip (null: a demo clip generated from the embedded test split) and how many frames are
+# timed. Every physical device is a Snakemake resource with a default limit of 1
+# (device_host, device_ssh_<host>_<port>, device_adb_<serial>), and each timing job takes one unit
+# of its own device, so two timing jobs never share a device. Jobs on this machine also take
+# every core, so nothing else runs beside them while they time.
 
+
+# Every configured target, disabled ones included, so that asking for a disabled target's result
+# fails with the documented TargetError; ENABLED_TARGETS holds the enabled ones.
 try:
-    TARGETS = enabled_targets(parse_targets(config))
+    CONFIGURED_TARGETS = parse_targets(config)
+    APP = app_settings(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
+
+ENABLED_TARGETS = list(enabled_targets(CONFIGURED_TARGETS))
+DEVICE_OF = {name: device_resource(target) for name, target in CONFIGURED_TARGETS.items()}
+DEVICES = sorted(set(DEVICE_OF.values()))
+APP_VIDEO = APP.video or f"{RESULTS}/data/demo.avi"
+LITERT_RUNTIMES = ("litert-python", "benchmark_model")
+
+# Default limit 1 per device; `--resources device_host=2` on the command line still wins.
+for _device in DEVICES:
+    if _device not in workflow.global_resources:
+        workflow.global_resources[_device] = 1
+
+
+def device_resources():
+    """For each device resource, a function giving 1 for jobs on that device and 0 otherwise."""
+    return {dev: (lambda wildcards, dev=dev: int(DEVICE_OF[wildcards.target] == dev))
+            for dev in DEVICES}
+
+
+def timing_threads(wildcards):
+    """All cores for a job timed on this machine; one for a remote device (the host waits)."""
+    return workflow.cores if CONFIGURED_TARGETS[wildcards.target].transport == "local" else 1
+
+
+def timing_model(wildcards):
+    """The model file a target's runtime reads: .tflite for LiteRT, OpenVINO IR otherwise."""
+    stem = f"{wildcards.arch}/{wildcards.variant}_{wildcards.dtype}"
+    if CONFIGURED_TARGETS[wildcards.target].runtime in LITERT_RUNTIMES:
+        return f"{RESULTS}/tflite/{stem}.tflite"
+    return f"{RESULTS}/openvino/{stem}.xml"
 
 
 def tflite_targets():
     """Enabled targets whose runtime times .tflite files (Table 2's FPS columns)."""
-    return [n for n, t in TARGETS.items() if t.runtime in ("litert-python", "benchmark_model")]
+    return [t for t in ENABLED_TARGETS if CONFIGURED_TARGETS[t].runtime in LITERT_RUNTIMES]
 
 
-def latency_file(target, arch, variant, dtype):
-    """Latency JSON of one model on one target."""
-    return f"{RESULTS}/latency/{target}/{arch}/{variant}_{dtype}.json"
+def latency_results(archs, variants, dtypes, targets=None):
+    """Latency JSONs, one per enabled target (or `targets`) x arch x variant x dtype."""
+    return expand(f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
+                  target=ENABLED_TARGETS if targets is None else targets, arch=archs, variant=variants, dtype=dtypes)
+
+
+def app_results(archs, variants, dtypes, targets=None):
+    """Application-FPS JSONs; adb targets are left out (no Python on the device)."""
+    names = [t for t in (ENABLED_TARGETS if targets is None else targets) if CONFIGURED_TARGETS[t].transport != "adb"]
+    return expand(f"{RESULTS}/app/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
+                  target=names, arch=archs, variant=variants, dtype=dtypes)
+
+
+TIMING_CONSTRAINTS = {
+    "target": "|".join(re.escape(name) for name in CONFIGURED_TARGETS),
+    "variant": "[A-Za-z0-9]+",
+    "dtype": "[A-Za-z0-9]+",
+}
+
+
+# ----------------------------------------------------------------------------- paper 1
+
+P1 = config["paper1"]
+P1_ARCH = P1["arch"]
+P1_LEVELS = {variant_name(s): s for s in P1["sparsities"]}
+P1_QUANT = [variant_name(s) for s in P1["quantize"]]
+P1_DTYPES = list(P1["dtypes"]) + (["sparse"] if P1["sparse_tflite"] else [])
+
+
+def train_metrics_file(variant):
+    """Training (base) or pruning (fine-tune) metrics JSON of a variant."""
+    kind = "train" if variant == "base" else "prune"
+    return f"{RESULTS}/models/{P1_ARCH}/{variant}.{kind}.json"
+
+
+def table2_latency_inputs(wildcards=None):
+    """Latency JSONs of every converted model on every enabled TFLite-capable target."""
+    return latency_results([P1_ARCH], P1_QUANT, P1_DTYPES, tflite_targets())
+
+
+def table2_app_inputs(wildcards=None):
+    """End-to-end (application) FPS JSONs of every converted model on the same targets."""
+    return app_results([P1_ARCH], P1_QUANT, P1_DTYPES, tflite_targets())
+
+
+# ----------------------------------------------------------------------------- paper 2
+
+
+try:
+    P2 = paper2_settings(config)
+except ConfigError as _exc:
+    raise WorkflowError(str(_exc)) from None
+
+P2_ROOT = f"{RESULTS}/paper2"
+P2_FIGS = f"{P2_ROOT}/figures"
+P2_TARGETS = list(P2.targets)
+P2_METHODS = ["filter", "cluster"]
+P2_TARGET_RE = "|".join(re.escape(t) for t in P2_TARGETS)
+P2_LAYER_RE = "[A-Za-z0-9_]+"
+
+
+def p2_params(*keys):
+    """The paper2 settings a rule depends on (changing them re-runs its jobs)."""
+    return section_digest(config, *keys)
+
+
+def p2_target_spec(wildcards):
+    return repr(P2.targets[wildcards.target])
+
+
+def p2_sweep_csvs(wildcards):
+    return [
+        f"{P2_ROOT}/sweeps/{wildcards.arch}/{layer}/{target}.csv"
+        for layer in P2.sweep.layers[wildcards.arch]
+        for target in P2_TARGETS
+    ]
+
+
+def p2_figure_files(name):
+    return [str(p) for p in figure_paths(P2_FIGS, name)]

@@ -2,6 +2,8 @@
 
 
 rule generate_data:
+    conda:
+        "../../envs/edgeprune.yaml"
     output:
         devkit=directory(f"{RESULTS}/data/VOCdevkit/SYNTH"),
         summary=f"{RESULTS}/data/synthetic.json",

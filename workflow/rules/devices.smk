@@ -1,12 +1,11 @@
 # Stage: edge devices. Latency of every converted model on each benchmark target (paper 1
 # Table 2, paper 2 Table II) and application FPS over a video (paper 2 Table III). Targets,
-# device resources and input functions: devices_common.smk.
-
-
-include: "devices_common.smk"
+# device resources and input functions: common.smk.
 
 
 rule demo_video:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         data_ready,
     output:
@@ -20,6 +19,8 @@ rule demo_video:
 
 
 rule latency:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         model=timing_model,
     output:
@@ -39,6 +40,8 @@ rule latency:
 
 
 rule app_fps:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         model=timing_model,
         spec=spec_file,

@@ -2,6 +2,8 @@
 
 
 rule evaluate:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=artifact_file,
@@ -22,6 +24,8 @@ rule evaluate:
 
 
 rule base_summary:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         train=expand(f"{RESULTS}/models/{{arch}}/base.train.json", arch=ARCHS),
         evals=expand(f"{RESULTS}/eval/{{arch}}/base/keras.json", arch=ARCHS),

@@ -1,30 +1,10 @@
 # Paper 1: pruning sweep (tfmot), TFLite float32/float16/int8 (+ sparse), Tables 1-2, Figs 8-9.
-from edgeprune.prune import variant_name
-
-P1 = config["paper1"]
-P1_ARCH = P1["arch"]
-P1_LEVELS = {variant_name(s): s for s in P1["sparsities"]}
-P1_QUANT = [variant_name(s) for s in P1["quantize"]]
-P1_DTYPES = list(P1["dtypes"]) + (["sparse"] if P1["sparse_tflite"] else [])
-
-
-def train_metrics_file(variant):
-    """Training (base) or pruning (fine-tune) metrics JSON of a variant."""
-    kind = "train" if variant == "base" else "prune"
-    return f"{RESULTS}/models/{P1_ARCH}/{variant}.{kind}.json"
-
-
-def table2_latency_inputs(wildcards=None):
-    """Latency JSONs of every converted model on every enabled TFLite-capable target."""
-    return [
-        latency_file(t, P1_ARCH, v, d)
-        for t in tflite_targets()
-        for v in P1_QUANT
-        for d in P1_DTYPES
-    ]
+# Helpers and settings (P1_*): common.smk.
 
 
 rule prune:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/base.keras",
@@ -45,6 +25,8 @@ rule prune:
 
 
 rule convert_tflite:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/{{variant}}.keras",
@@ -64,6 +46,8 @@ rule convert_tflite:
 
 
 rule table1:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         models=[f"{RESULTS}/models/{P1_ARCH}/{v}.keras" for v in P1_LEVELS],
         metrics=[train_metrics_file(v) for v in P1_LEVELS],
@@ -81,6 +65,8 @@ rule table1:
 
 
 rule table2:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         keras_evals=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras.json" for v in P1_QUANT],
         models=[f"{RESULTS}/models/{P1_ARCH}/{v}.keras" for v in P1_QUANT],
@@ -89,6 +75,7 @@ rule table2:
             f"{RESULTS}/eval/{P1_ARCH}/{v}/tflite-{d}.json" for v in P1_QUANT for d in P1_DTYPES
         ],
         latency=table2_latency_inputs,
+        app=table2_app_inputs,
     output:
         report(f"{RESULTS}/table2.csv", category="Paper 1", caption="../report/table2.rst"),
     log:
@@ -103,6 +90,8 @@ rule table2:
 
 
 rule figures_paper1:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         table1=f"{RESULTS}/table1.csv",
         table2=f"{RESULTS}/table2.csv",

@@ -3,67 +3,14 @@
 #   snakemake --cores 2 paper2                      default (cheap) settings
 #   snakemake --cores 2 paper2 --configfile config/paper2.yaml   the paper's settings
 # Model files are written by *build* jobs (parallel) and timed by *time* jobs that hold the
-# target's resource (target_<name>, '-' -> '_'), so two timings never overlap on one target;
-# timing on this machine also takes every core, so nothing runs beside it.
-import json
-import re as _p2_re
-
-from snakemake.exceptions import WorkflowError as _P2WorkflowError
-
-from edgeprune.cluster.convert import RUNTIME_FORMAT as _P2_RUNTIME_FORMAT
-from edgeprune.cluster.settings import paper2_settings, resource_name, section_digest
-from edgeprune.errors import ConfigError as _P2ConfigError
-from edgeprune.stages.paper2 import figure_paths, report_figures
-
-try:
-    P2 = paper2_settings(config)
-except _P2ConfigError as _exc:
-    raise _P2WorkflowError(str(_exc)) from None
-
-P2_ROOT = f"{RESULTS}/paper2"
-P2_FIGS = f"{P2_ROOT}/figures"
-P2_TARGETS = list(P2.targets)
-P2_METHODS = ["filter", "cluster"]
-P2_TARGET_RE = "|".join(_p2_re.escape(t) for t in P2_TARGETS)
-P2_LAYER_RE = "[A-Za-z0-9_]+"
-
-
-def p2_target_resources():
-    """One resource per timing target; a job holds only its own target's."""
-    return {
-        resource_name(t): (lambda wildcards, t=t: int(wildcards.target == t))
-        for t in P2_TARGETS
-    }
-
-
-def p2_timing_threads(wildcards):
-    """Every core for timing on this machine (nothing else runs beside it; host-litert and
-    host-openvino share the CPU), one for a remote device (the host only waits)."""
-    return workflow.cores if P2.targets[wildcards.target].transport == "local" else 1
-
-
-def p2_params(*keys):
-    """The paper2 settings a rule depends on (changing them re-runs its jobs)."""
-    return section_digest(config, *keys)
-
-
-def p2_target_spec(wildcards):
-    return repr(P2.targets[wildcards.target])
-
-
-def p2_sweep_csvs(wildcards):
-    return [
-        f"{P2_ROOT}/sweeps/{wildcards.arch}/{layer}/{target}.csv"
-        for layer in P2.sweep.layers[wildcards.arch]
-        for target in P2_TARGETS
-    ]
-
-
-def p2_figure_files(name):
-    return [str(p) for p in figure_paths(P2_FIGS, name)]
+# resource of the target's physical device (common.smk), so two timings never overlap
+# on one device; timing on this machine also takes every core, so nothing runs beside it.
+# Helpers and settings (P2_*): common.smk.
 
 
 rule p2_sweep_build:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/base.keras",
@@ -86,6 +33,8 @@ rule p2_sweep_build:
 
 
 rule p2_sweep_time:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         points=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/points.json",
         models=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/models",
@@ -102,14 +51,16 @@ rule p2_sweep_time:
     wildcard_constraints:
         layer=P2_LAYER_RE,
         target=P2_TARGET_RE,
-    threads: p2_timing_threads
+    threads: timing_threads
     resources:
-        **p2_target_resources(),
+        **device_resources(),
     script:
         "../scripts/paper2_sweep_time.py"
 
 
 rule p2_sweep_figures:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         p2_sweep_csvs,
     output:
@@ -125,6 +76,8 @@ rule p2_sweep_figures:
 
 
 rule p2_cluster_size:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         p2_sweep_csvs,
     output:
@@ -142,6 +95,8 @@ rule p2_cluster_size:
 
 
 rule p2_whole_build:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/base.keras",
@@ -164,6 +119,8 @@ rule p2_whole_build:
 
 
 rule p2_whole_time:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         builds=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/{{method}}.json", method=P2_METHODS),
         models=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/models_{{method}}", method=P2_METHODS),
@@ -181,14 +138,16 @@ rule p2_whole_time:
         f"{RESULTS}/benchmarks/paper2/whole/{{arch}}/{{target}}.tsv"
     wildcard_constraints:
         target=P2_TARGET_RE,
-    threads: p2_timing_threads
+    threads: timing_threads
     resources:
-        **p2_target_resources(),
+        **device_resources(),
     script:
         "../scripts/paper2_whole_time.py"
 
 
 rule p2_report:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         sizes=expand(f"{P2_ROOT}/cluster_size/{{arch}}.json", arch=P2.archs),
         builds=expand(f"{P2_ROOT}/whole/{{arch}}/{{method}}.json", arch=P2.archs,
@@ -215,6 +174,8 @@ rule p2_report:
 
 
 rule openvino_ir:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         model=f"{RESULTS}/models/{{arch}}/{{variant}}.keras",
     output:
@@ -233,6 +194,8 @@ rule openvino_ir:
 
 
 rule p2_openvino_accuracy:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         expand(f"{RESULTS}/eval/{{arch}}/base/{{runtime}}.json", arch=P2.archs,
                runtime=["keras", "openvino-fp32", "openvino-fp16"]),
@@ -248,6 +211,8 @@ rule p2_openvino_accuracy:
 
 
 rule paper2:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         rules.p2_report.output,
         expand(p2_figure_files("fig5_sweep_latency_{arch}"), arch=P2.archs),

@@ -2,6 +2,8 @@
 
 
 rule train_base:
+    conda:
+        "../../envs/edgeprune.yaml"
     input:
         data_ready,
     output:

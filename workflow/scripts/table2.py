@@ -6,4 +6,5 @@ inp = snakemake.input
 run_tracked(snakemake, table2, variants=snakemake.params.variants, dtypes=snakemake.params.dtypes,
             keras_evals=list(inp.keras_evals), models=list(inp.models), tflite=list(inp.tflite),
             tflite_evals=list(inp.tflite_evals), latency=list(inp.latency),
+            app=list(inp.app),
             out_csv=snakemake.output[0])

@@ -1,6 +1,6 @@
 """Typed view of the ``paper2:`` config section, with the defaults of the default (cheap) run.
 
-The JSON schema fragment ``workflow/schemas/paper2.schema.yaml`` declares the same keys and
+The ``paper2`` part of ``workflow/schemas/config.schema.yaml`` declares the same keys and
 defaults (a test keeps the two in step); this module adds the checks a schema cannot make --
 layer names against each architecture, target names against ``targets:`` -- and every error
 names the offending key.
@@ -283,7 +283,3 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
         app_warmup=_int(raw["app_fps"], "warmup", "paper2.app_fps", 0),
     )
 
-
-def resource_name(target: str) -> str:
-    """Snakemake resource that serialises timings on ``target`` (``-`` and ``.`` -> ``_``)."""
-    return "target_" + target.replace("-", "_").replace(".", "_")

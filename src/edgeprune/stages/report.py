@@ -79,12 +79,16 @@ def _latency_columns(latency: Sequence[str]) -> dict[tuple[str, str], dict[str, 
 def table2(config: Mapping[str, Any], variants: Sequence[str], dtypes: Sequence[str],
            keras_evals: Sequence[str], models: Sequence[str], tflite: Sequence[str],
            tflite_evals: Sequence[str], latency: Sequence[str], out_csv: str | Path,
-           log: JobLog) -> pd.DataFrame:
-    """Paper 1 Table 2: one row per (variant, runtime) with mAP, size and FPS per target."""
+           log: JobLog, app: Sequence[str] = ()) -> pd.DataFrame:
+    """Paper 1 Table 2: one row per (variant, runtime) with mAP, size, and per target the
+    inference-only FPS (``fps_<target>``) and the end-to-end FPS per video frame with decode,
+    resize, box decoding and NMS (``app_fps_<target>``)."""
     from edgeprune.size import file_sizes
 
     lat = _latency_columns(latency)
     targets = sorted({t for _, t in lat})
+    app_fps = {(Path(p).stem, d["target"]): d["fps"] for p in app for d in [read_json(p)]}
+    app_targets = sorted({t for _, t in app_fps})
     tfl = {Path(p).stem: p for p in tflite}
     # results/eval/<arch>/<variant>/tflite-<dtype>.json -> "<variant>_<dtype>"
     tev = {f"{Path(p).parent.name}_{Path(p).stem.removeprefix('tflite-')}": p
@@ -104,6 +108,8 @@ def table2(config: Mapping[str, Any], variants: Sequence[str], dtypes: Sequence[
                    "gzip_mb": sizes["gzip_mb"]}
             for t in targets:
                 row[f"fps_{t}"] = lat.get((stem, t), {}).get("fps", float("nan"))
+            for t in app_targets:
+                row[f"app_fps_{t}"] = app_fps.get((stem, t), float("nan"))
             rows.append(row)
     df = pd.DataFrame(rows)
     write_csv(df, out_csv)
