@@ -1,5 +1,6 @@
 """Tests for the edge-device workflow stages (edgeprune.stages.devices), their config (the
-``app:`` schema fragment, the commented device examples in config/config.yaml) and the rules in workflow/rules/devices.smk.
+``app:`` schema, the commented device examples in config/config.yaml) and the rules in
+workflow/rules/devices.smk.
 """
 
 from __future__ import annotations

@@ -218,7 +218,8 @@ def test_schema_accepts_example(validator: jsonschema.Draft202012Validator) -> N
     assert list(validator.iter_errors(EXAMPLE)) == []
 
 
-def test_schema_covers_exactly_the_target_fields(validator: jsonschema.Draft202012Validator) -> None:
+def test_schema_covers_exactly_the_target_fields(
+        validator: jsonschema.Draft202012Validator) -> None:
     properties = set(validator.schema["definitions"]["target"]["properties"])
     fields = {f.name for f in dataclasses.fields(Target)} - {"name"}
     assert properties == fields

@@ -134,16 +134,21 @@ def match(gt_boxes: np.ndarray, gt_labels: np.ndarray, anchors: np.ndarray,
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: int) -> np.ndarray:
-    """Greedy non-maximum suppression; returns kept indices by descending score."""
+    """Greedy non-maximum suppression; returns kept indices by descending score.
+
+    The IoU matrix of the candidates is computed once; the greedy pass then only reads rows
+    of it (callers cap the candidates, so the matrix stays small)."""
     order = np.argsort(-scores, kind="stable")
+    ious = iou_matrix(boxes[order], boxes[order])
+    suppressed = np.zeros(order.size, dtype=bool)
     keep: list[int] = []
-    while order.size and len(keep) < max_out:
-        i = int(order[0])
-        keep.append(i)
-        if order.size == 1:
+    for i in range(order.size):
+        if suppressed[i]:
+            continue
+        keep.append(int(order[i]))
+        if len(keep) >= max_out:
             break
-        ious = iou_matrix(boxes[i:i + 1], boxes[order[1:]])[0]
-        order = order[1:][ious <= iou_threshold]
+        suppressed |= ious[i] > iou_threshold
     return np.asarray(keep, dtype=np.int64)
 
 

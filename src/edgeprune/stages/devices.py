@@ -39,7 +39,7 @@ __all__ = [
     "pivot_by_target",
 ]
 
-APP_DEFAULTS: dict[str, Any] = {"video": None, "frames": 200, "warmup": 10, "fps": 30,
+APP_DEFAULTS: dict[str, Any] = {"video": None, "frames": 100, "warmup": 10, "fps": 30,
                                 "size": [240, 320], "score_threshold": 0.5}
 _STAT_METRICS = ("median_ms", "mean_ms", "p90_ms", "std_ms", "cv", "fps", "min_ms", "max_ms")
 _RAW_TAIL_CHARS = 4000
