@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from edgeprune.boxes import DEFAULT_VARIANCES, PostprocessConfig, postprocess
+from edgeprune.devices.parsers import last_json_line
 from edgeprune.devices.transport import Transport, local_sha256, transport_for
 from edgeprune.errors import DataError, TargetError
 from edgeprune.fileio import write_text
@@ -314,19 +315,6 @@ def _remote_argv(target: Target, remote: Mapping[str, str], model: Path, anchors
     return argv
 
 
-def _payload(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                payload = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(payload, dict) and "edgeprune_app" in payload:
-                return payload
-    return None
-
-
 def _run_ssh(target: Target, model: Path, anchors: np.ndarray, video: Path, raw_log: Path,
              settings: dict[str, Any]) -> dict[str, Any]:
     transport = transport_for(target)
@@ -344,7 +332,7 @@ def _run_ssh(target: Target, model: Path, anchors: np.ndarray, video: Path, raw_
     if result.rc != 0:
         raise transport.error(f"remote_app.py exited with status {result.rc}; output kept in "
                               f"{raw_log}")
-    payload = _payload(result.stdout)
+    payload = last_json_line(result.stdout, "edgeprune_app")
     if payload is None:
         raise transport.error(f"remote_app.py printed no JSON result line (raw output in "
                               f"{raw_log})")

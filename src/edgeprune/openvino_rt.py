@@ -96,8 +96,16 @@ def _check_frozen(export: Any, function: Any, shape: tuple[int, int, int, int]) 
         raise DataError(f"frozen detector outputs are {got!r}, expected {OUTPUT_NAMES}")
     for name in OUTPUT_NAMES:
         a, b = np.asarray(got[name]), np.asarray(want[name])
-        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-4, atol=1e-5):
-            raise DataError(f"frozen detector output {name!r} differs from the Keras model")
+        if a.shape != b.shape:
+            raise DataError(f"frozen detector output {name!r} has shape {a.shape}, the Keras "
+                            f"model {b.shape}")
+        # Constant folding (batch norm into convolutions) reorders float32 arithmetic, so the
+        # two differ by rounding noise that grows with the output magnitude (~1e-4 on loc
+        # values of a few units); a mis-wired output differs on the order of the values.
+        scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+        if not np.allclose(a, b, rtol=1e-3, atol=1e-3 * scale):
+            raise DataError(f"frozen detector output {name!r} differs from the Keras model "
+                            f"(max abs difference {float(np.abs(a - b).max()):.3g})")
 
 
 def ir_files(xml_path: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -125,6 +125,7 @@ rule p2_whole_time:
         builds=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/{{method}}.json", method=P2_METHODS),
         models=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/models_{{method}}", method=P2_METHODS),
         spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
+        video=APP_VIDEO,
     output:
         csv=f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv",
         raw=directory(f"{P2_ROOT}/whole/{{arch}}/raw_{{target}}"),

@@ -3,24 +3,22 @@ timing of a model file on a target, and application frame rate (end to end per f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from edgeprune import config as C
-from edgeprune.boxes import PostprocessConfig, postprocess
+from edgeprune.boxes import PostprocessConfig
 from edgeprune.cluster.settings import ACCURACY_MODES
 from edgeprune.dataset import load_sets
 from edgeprune.detect import Runner, make_runner, run_batched, to_detections
 from edgeprune.devices.bench import run_benchmark
 from edgeprune.evaluate import evaluate
 from edgeprune.targets import Target
-from edgeprune.voc import Annotation, load_image, load_images
+from edgeprune.voc import Annotation, load_images
 
 #: The edgeprune.detect runtime that reads each artifact format.
 FORMAT_RUNTIME = {"tflite": "tflite", "ir": "openvino", "keras": "keras"}
@@ -121,44 +119,3 @@ def time_models(target: Target, paths: Sequence[Path], raw_dir: Path, warmup: in
         agg["pass_medians_ms"] = [s["median_ms"] for s in stats]
         out.append(agg)
     return out
-
-
-def load_frames(annotations: Sequence[Annotation], count: int) -> list[np.ndarray]:
-    """Up to ``count`` test images at their stored size: the 'video' of the application
-    benchmark (decoding the files is not part of the timed work)."""
-    return [load_image(a.image_path) for a in list(annotations)[:count]]
-
-
-def frame_times_ms(runner: Runner, frames: Sequence[np.ndarray], input_size: tuple[int, int],
-                   anchors: np.ndarray, cfg: PostprocessConfig, warmup: int) -> list[float]:
-    """Per-frame wall time of the whole application step: resize to the model input,
-    inference, box decoding and NMS. The first ``warmup`` frames are run but not kept."""
-    h, w = input_size
-    out: list[float] = []
-    for i, frame in enumerate([*frames[:warmup], *frames]):
-        t0 = time.perf_counter_ns()
-        img = Image.fromarray(frame).resize((w, h), Image.Resampling.BILINEAR)
-        batch = np.asarray(img, dtype=np.float32)[None]
-        loc, probs = runner(batch)
-        postprocess(loc[0], probs[0], anchors, cfg)
-        if i >= warmup:
-            out.append((time.perf_counter_ns() - t0) / 1e6)
-    return out
-
-
-def host_runner(target: Target, fmt: str, path: Path) -> Runner:
-    """An in-process runner for a model on a host (local) target, set up like its timing."""
-    if fmt == "tflite":
-        from edgeprune.latency import LiteRTRunner
-
-        xnn = target.delegates.xnnpack if target.delegates else True
-        lite = LiteRTRunner(path, num_threads=target.threads, use_xnnpack=xnn)
-
-        def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = lite.invoke(batch)
-            return out["loc"], out["conf"]
-
-        return run
-    from edgeprune.openvino_rt import openvino_runner
-
-    return openvino_runner(path, target.threads)

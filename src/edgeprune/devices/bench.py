@@ -20,7 +20,6 @@ tool fails) so that a result can always be traced back to what the device printe
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import sys
@@ -33,7 +32,12 @@ from ..errors import ConfigError, TargetError
 from ..fileio import write_text
 from ..latency import LatencyStats, summarize
 from ..targets import Target
-from .parsers import BenchmarkOutputError, parse_benchmark_app, parse_benchmark_model
+from .parsers import (
+    BenchmarkOutputError,
+    last_json_line,
+    parse_benchmark_app,
+    parse_benchmark_model,
+)
 from .transport import CommandResult, Transport, local_sha256, transport_for
 
 __all__ = ["REMOTE_RUNNER", "run_benchmark"]
@@ -231,16 +235,10 @@ def _exec_runner(ctx: _Context) -> _Execution:
 
 
 def _runner_payload(text: str) -> dict[str, Any]:
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                payload = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(payload, dict) and "samples_ms" in payload:
-                return payload
-    raise BenchmarkOutputError("remote_runner.py printed no JSON result line")
+    payload = last_json_line(text, "samples_ms")
+    if payload is None:
+        raise BenchmarkOutputError("remote_runner.py printed no JSON result line")
+    return payload
 
 
 def _measure_runner(ctx: _Context, text: str) -> _Measurement:

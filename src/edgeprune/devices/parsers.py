@@ -8,6 +8,7 @@ latencies printed in ``us`` by recent benchmark_app builds).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -193,3 +194,18 @@ def parse_benchmark_app(text: str) -> dict[str, Any]:
             f"; the run failed or the format is unknown; last lines:\n{tail}"
         )
     return result
+
+
+def last_json_line(text: str, key: str) -> dict[str, Any] | None:
+    """The last line of ``text`` that is a JSON object holding ``key`` (how the runners this
+    project ships report their result among other output), or None."""
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                payload = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(payload, dict) and key in payload:
+                return payload
+    return None

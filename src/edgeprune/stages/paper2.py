@@ -22,9 +22,6 @@ from edgeprune.cluster.convert import RUNTIME_FORMAT, write_artifacts
 from edgeprune.cluster.cost import model_cost
 from edgeprune.cluster.measure import (
     LATENCY_FIELDS,
-    frame_times_ms,
-    host_runner,
-    load_frames,
     load_test_set,
     map_for,
     model_maps,
@@ -340,10 +337,10 @@ def _whole_rows(builds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: Sequence[str],
-               model_dirs: Sequence[str], spec_path: str | Path, out_csv: str | Path,
-               raw_dir: str | Path, log: JobLog) -> RunRecord:
-    """Time every whole-model step on ``target`` (one timing per distinct set of widths) and,
-    on host targets, the application frame rate of the models that enter Tables II and III."""
+               model_dirs: Sequence[str], spec_path: str | Path, video: str | Path,
+               out_csv: str | Path, raw_dir: str | Path, log: JobLog) -> RunRecord:
+    """Time every whole-model step on ``target`` (one timing per distinct set of widths) and
+    the application frame rate, over ``video``, of the models that enter Tables II and III."""
     s = paper2_settings(config)
     fmt = _target_format(s, target)
     tgt = s.targets[target]
@@ -360,7 +357,7 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
         r["latency"] = timed[json.dumps(r["widths"], sort_keys=True)]
         log(f"{r['method']}/{r['series']} step {r['step']} ({r['removed']} removed): "
             f"{r['latency']['median_ms']:.3f} ms")
-    app = _app_fps(config, s, tgt, fmt, rows, model_dirs, spec_path, log)
+    app = _app_fps(config, s, tgt, fmt, rows, model_dirs, spec_path, video, Path(raw_dir), log)
     table = []
     for r in rows:
         fps = app.get((r["series"], r["method"], r["step"]), (math.nan, math.nan))
@@ -395,12 +392,16 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
 
 def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
              rows: Sequence[Mapping[str, Any]], model_dirs: Sequence[str],
-             spec_path: str | Path, log: JobLog) -> dict[tuple[str, str, int], tuple[float, float]]:
-    """End-to-end frame time (resize + inference + decode + NMS) and FPS = 1000 / mean ms for
-    the unpruned model and each method's table-step model. Only for targets on this machine;
-    other targets get no application FPS here."""
-    if tgt.transport != "local":
-        log(f"{tgt.name}: application FPS is measured only on local targets; skipped")
+             spec_path: str | Path, video: str | Path, raw_dir: Path,
+             log: JobLog) -> dict[tuple[str, str, int], tuple[float, float]]:
+    """Application frame time (decode, resize, inference, box decoding, NMS; mean ms) and FPS
+    over the clip, for the unpruned model and each method's table-step model, on any target
+    that can run Python (local or ssh; adb targets get none)."""
+    from edgeprune.app_fps import run_app_on_target
+    from edgeprune.stages.devices import app_postprocess
+
+    if tgt.transport == "adb":
+        log(f"{tgt.name}: no application FPS over adb (no Python on the device); skipped")
         return {}
     want = series_name(s.table_finetuned)
     chosen = [r for r in rows if r["method"] == "base"][:1]
@@ -410,17 +411,16 @@ def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
             chosen.append(pick_step(series, s.table_step))
     spec, raw = load_spec(spec_path)
     anchors = anchors_from_spec(raw)
-    anns = load_sets(C.devkit_root(config), config["data"]["test_sets"])
-    frames = load_frames(anns, s.app_frames)
-    pp = C.postprocess_config(config)
     out = {}
     for r in chosen:
-        runner = host_runner(tgt, fmt, Path(model_dirs[r["build"]]) / r[f"file_{fmt}"])
-        ms = frame_times_ms(runner, frames, spec.input_size, anchors, pp, s.app_warmup)
-        mean = float(np.mean(ms))
-        out[(r["series"], r["method"], int(r["step"]))] = (mean, 1000.0 / mean)
-        log(f"application: {r['method']} step {r['step']}: {mean:.2f} ms/frame, "
-            f"{1000.0 / mean:.1f} FPS ({len(ms)} frames)")
+        result = run_app_on_target(
+            tgt, Path(model_dirs[r["build"]]) / r[f"file_{fmt}"], anchors, video,
+            raw_dir / f"app_{r['method']}_{r['step']}.log", spec.input_size, spec.num_classes,
+            app_postprocess(config), warmup_frames=s.app_warmup, max_frames=s.app_frames)
+        fps = float(result["fps"])
+        out[(r["series"], r["method"], int(r["step"]))] = (1000.0 / fps, fps)
+        log(f"application: {r['method']} step {r['step']}: {1000.0 / fps:.2f} ms/frame, "
+            f"{fps:.1f} FPS ({result['frames']} frames)")
     return out
 
 
