@@ -125,7 +125,7 @@ def test_resolve_uri_defaults_to_sqlite_at_absolute_path(tmp_path: Path,
     assert resolve_uri("results/mlflow.db") == f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
 
 
-def test_tracking_uri_env_overrides_default_db(tmp_path: Path,
+def test_tracking_uri_env_overrides_default_db_and_reuses_experiment(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     default_db = tmp_path / "default.db"
     other_db = tmp_path / "elsewhere" / "other.db"
@@ -145,14 +145,11 @@ def test_tracking_uri_env_overrides_default_db(tmp_path: Path,
     assert "edgeprune.dag_run" not in runs[0].data.tags
     # The sqlite lock file sits beside the database that was actually used.
     assert (other_db.parent / "other.db.lock").exists()
-
-
-def test_second_run_reuses_the_experiment_and_truncates_long_params(tmp_path: Path) -> None:
-    db = tmp_path / "mlflow.db"
-    first = log_run(RunRecord(experiment="reuse", run_name="a"), db, tmp_path / "art")
-    second = log_run(RunRecord(experiment="reuse", run_name="b", params={"long": "x" * 7000}),
-                     db, tmp_path / "art")
-    runs = {r.info.run_id: r for r in _runs(f"sqlite:///{db}", "reuse")}
-    assert set(runs) == {first, second}
+    # A second run reuses the experiment; over-long parameter values are truncated.
+    second = log_run(RunRecord(experiment="override", run_name="two",
+                               params={"long": "x" * 7000}), default_db, tmp_path / "artifacts")
+    runs = {r.info.run_id: r for r in _runs(uri, "override")}
+    assert set(runs) == {run_id, second}
     long = runs[second].data.params["long"]
     assert len(long) == 6000 and long.endswith("...")
+    assert len(_client(uri).search_experiments()) == 2  # "Default" and "override"
