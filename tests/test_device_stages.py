@@ -182,7 +182,7 @@ def test_device_resources_group_targets_by_machine() -> None:
 def test_app_settings_defaults_and_errors() -> None:
     settings = app_settings({})
     assert (settings.video, settings.frames, settings.warmup, settings.size) == (
-        None, 200, 10, (240, 320))
+        None, 100, 10, (240, 320))
     assert app_postprocess(config()).score_threshold == 0.5
     assert app_postprocess(config(app={"score_threshold": None})).score_threshold == 0.01
     for app, message in [
