@@ -210,3 +210,25 @@ def test_global_pruning_reaches_target_overall_with_uneven_layers() -> None:
     per_layer = np.array(list(reached["per_layer"].values()))
     # One threshold across layers gives different sparsities per layer.
     assert per_layer.max() - per_layer.min() > 0.1
+
+
+def test_batchnorm_recalibration_matches_data_statistics() -> None:
+    """After recalibration, a BN layer's moving mean is the mean of its per-batch means on the
+    given images, whatever the stale statistics were before; weights do not change."""
+    from edgeprune.train import recalibrate_batchnorm
+
+    _, keras = tf_keras()
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv")(inp)
+    out = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inp, out)
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(4, 50.0, np.float32))
+    kernel = model.get_layer("conv").get_weights()[0].copy()
+    images = np.random.default_rng(0).uniform(0, 1, (64, 8, 8, 3)).astype(np.float32)
+    assert recalibrate_batchnorm(model, images, batch_size=16) == 4
+    conv = model.get_layer("conv")
+    batch_means = [conv(images[i:i + 16]).numpy().mean(axis=(0, 1, 2)) for i in range(0, 64, 16)]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(batch_means, axis=0), atol=1e-5)
+    np.testing.assert_array_equal(model.get_layer("conv").get_weights()[0], kernel)
+    assert bn.momentum == 0.99

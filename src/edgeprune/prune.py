@@ -145,3 +145,4 @@ def measured_sparsity(model: Any, names: Sequence[str]) -> dict[str, Any]:
         zeros += z
         total += k.size
     return {"sparsity": zeros / max(total, 1), "pruned_weights": total, "per_layer": per_layer}
+

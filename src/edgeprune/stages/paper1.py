@@ -29,7 +29,7 @@ from edgeprune.size import file_sizes, keras_counts
 from edgeprune.stages.train import load_train_data
 from edgeprune.tfenv import setup
 from edgeprune.tracking import RunRecord
-from edgeprune.train import steps_per_epoch, train
+from edgeprune.train import recalibrate, steps_per_epoch, train
 from edgeprune.voc import load_images
 
 
@@ -69,6 +69,7 @@ def prune_finetune(config: Mapping[str, Any], sparsity: float, variant: str,
     history = train(pruned, data, anchors, tcfg, log=log, callbacks=[update_step_callback()])
     seconds = time.perf_counter() - t0
     final = strip(pruned)
+    recalibrate(final, data, tcfg, log)
     reached = measured_sparsity(final, prunable_layers(final, pcfg.layer_types))
     log(f"{variant}: sparsity reached {reached['sparsity']:.4f} (target {sparsity})")
     tol = float(p1["prune"]["tolerance"])

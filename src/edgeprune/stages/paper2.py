@@ -222,7 +222,7 @@ def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: An
     images those updates visit are loaded: ``updates`` batches, spread over as few epochs as
     the training split allows."""
     from edgeprune.dataset import to_detection_data
-    from edgeprune.train import TrainConfig, steps_per_epoch, train
+    from edgeprune.train import TrainConfig, recalibrate, steps_per_epoch, train
 
     anns = load_sets(C.devkit_root(config), config["data"]["train_sets"])
     base = C.train_config(config, arch)
@@ -243,6 +243,7 @@ def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: An
     def finetune(model: Any, _spec: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         hist = train(model, subset, anchors, cfg, log=lambda m: None)
+        recalibrate(model, subset, cfg, log=lambda m: None)
         return {"finetune_updates": epochs * steps_per_epoch(len(subset), batch),
                 "finetune_lr": cfg.learning_rate, "finetune_loss": hist["loss"][-1],
                 "finetune_s": time.perf_counter() - t0}

@@ -17,7 +17,7 @@ from edgeprune.models.registry import anchors_for
 from edgeprune.size import file_sizes, keras_counts
 from edgeprune.tfenv import setup
 from edgeprune.tracking import RunRecord
-from edgeprune.train import train
+from edgeprune.train import recalibrate, train
 
 
 def load_train_data(config: Mapping[str, Any], input_size: tuple[int, int], log: JobLog) -> Any:
@@ -53,6 +53,7 @@ def train_base(config: Mapping[str, Any], arch: str, model_out: str | Path,
     tcfg = C.train_config(config, arch)
     t0 = time.perf_counter()
     history = train(model, data, anchors, tcfg, log=log)
+    recalibrate(model, data, tcfg, log)
     seconds = time.perf_counter() - t0
     save_keras(model, model_out)
     save_spec(spec, model, spec_out)
