@@ -17,6 +17,21 @@ from edgeprune.voc import VOC_CLASSES
 SYNTH_DIR = "SYNTH"
 
 
+def schema_errors(cfg: Mapping[str, Any], schema_path: str | Path) -> list[str]:
+    """Every violation of the JSON schema, one line each, naming the config key:
+    ``config key 'train.epochs': -1 is less than the minimum of 1``."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for err in sorted(validator.iter_errors(dict(cfg)), key=lambda e: list(map(str, e.path))):
+        key = ".".join(str(p) for p in err.path) or "(top level)"
+        lines.append(f"config key '{key}': {err.message}")
+    return lines
+
+
 def _require(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(f"config key '{key}': {msg}")

@@ -17,7 +17,10 @@ from edgeprune.stages.devices import app_settings, device_resource
 from edgeprune.stages.paper2 import figure_paths, report_figures
 from edgeprune.targets import enabled_targets, parse_targets
 
-validate(config, "../schemas/config.schema.yaml")
+_errors = C.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
+if _errors:
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(_errors))
+validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 try:
     C.check(config)
 except ConfigError as exc:
