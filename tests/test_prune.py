@@ -232,3 +232,23 @@ def test_batchnorm_recalibration_matches_data_statistics() -> None:
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(batch_means, axis=0), atol=1e-5)
     np.testing.assert_array_equal(model.get_layer("conv").get_weights()[0], kernel)
     assert bn.momentum == 0.99
+
+
+def test_prefetch_keeps_order_and_reraises() -> None:
+    from edgeprune.train import prefetch
+
+    assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("bad batch")
+
+    got = []
+    with pytest.raises(ValueError, match="bad batch"):
+        for item in prefetch(broken()):
+            got.append(item)
+    assert got == [1]
+    # Leaving early stops the producer.
+    for item in prefetch(iter(range(1000)), depth=1):
+        if item == 3:
+            break

@@ -31,6 +31,4 @@ def setup(threads: int | None = None, seed: int | None = None) -> tuple[ModuleTy
         np.random.seed(seed)
         tf.random.set_seed(seed)
         tf_keras.utils.set_random_seed(seed)
-        # Same config, same tables: deterministic kernels (CPU cost is small).
-        tf.config.experimental.enable_op_determinism()
     return tf, tf_keras

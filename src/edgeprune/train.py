@@ -4,16 +4,20 @@
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from edgeprune.augment import AugmentConfig, augment
 from edgeprune.boxes import DEFAULT_VARIANCES, match
 from edgeprune.loss import multibox_loss
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -86,6 +90,43 @@ def steps_per_epoch(n_images: int, batch_size: int) -> int:
     return max(1, n_images // batch_size)
 
 
+def prefetch(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Yield ``items`` while a background thread already prepares the next ``depth`` ones
+    (augmentation and anchor matching in numpy overlap the TensorFlow step). Order and
+    content are those of ``items``; an exception in the producer is re-raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
+
+
 def train(model: Any, data: DetectionData, anchors: np.ndarray, cfg: TrainConfig,
           log: Callable[[str], None] = print, callbacks: Sequence[Any] = ()) -> dict[str, list]:
     """Train ``model`` in place; return per-epoch history (loss, cls_loss, loc_loss, lr, s)."""
@@ -123,7 +164,7 @@ def train(model: Any, data: DetectionData, anchors: np.ndarray, cfg: TrainConfig
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         sums = np.zeros(3)
-        for x, loc_t, cls_t in batches(data, anchors, cfg, rng):
+        for x, loc_t, cls_t in prefetch(batches(data, anchors, cfg, rng)):
             lr = lr_at(global_step, total, warmup, cfg.learning_rate, cfg.min_lr_fraction)
             optimizer.learning_rate.assign(lr)
             for cb in callbacks:
