@@ -180,7 +180,10 @@ def test_ssh_target_runs_the_remote_script(sshd: SshServer, tmp_path: Path,  # n
     assert ident["runtime"] == "ai-edge-litert" and ident["kernel"] == platform.release()
     assert ident["python"] == platform.python_version() and ident["threads"] == 1
     assert sorted(Path(p).parent.name for p in result["pushed"]) == [
-        "app", "board", "models", "videos"]
+        "app", "board", "board", "models", "videos"]
+    # The app script and the runtime loaders it imports sit side by side in the work directory.
+    assert {str(workdir / "remote_app.py"), str(workdir / "remote_runner.py")} <= set(
+        result["pushed"])
     assert (workdir / "videos" / "clip.avi").read_bytes() == clip.read_bytes()
     assert "--max-frames 6" in result["command"] and "--threads 1" in result["command"]
     raw = (tmp_path / "logs" / "board.log").read_text()

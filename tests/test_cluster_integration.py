@@ -44,8 +44,7 @@ def _snakemake(snakefile: Path, workdir: Path, *args: str) -> subprocess.Complet
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(snakefile), "-d", str(workdir),
            "--cores", "2",
-           "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "paper2_tiny.yaml"),
-           "--config", "threads=1"]
+           "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "paper2_tiny.yaml")]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]

@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 REMOTE_APP = Path(__file__).with_name("devices") / "remote_app.py"
+REMOTE_RUNNER = REMOTE_APP.with_name("remote_runner.py")  # runtime loaders remote_app imports
 #: Timed stages of one frame, in order; ``frame`` is their sum as one measurement.
 STAGES = ("read", "decode", "resize", "inference", "postprocess")
 #: Which inference engine the application uses for each target runtime.
@@ -281,7 +282,8 @@ def _mjpeg_copy(video: Path, scratch: Path) -> Path:
 
 def _files_to_copy(model: Path, anchors_file: Path, video: Path) -> dict[str, Path]:
     """What the remote script needs, by path under the target's work directory."""
-    files = {"remote_app.py": REMOTE_APP, f"models/{model.name}": model,
+    files = {"remote_app.py": REMOTE_APP, "remote_runner.py": REMOTE_RUNNER,
+             f"models/{model.name}": model,
              f"app/{anchors_file.name}": anchors_file, f"videos/{video.name}": video}
     if model.suffix == ".xml":  # OpenVINO IR: weights beside the graph
         files[f"models/{model.with_suffix('.bin').name}"] = model.with_suffix(".bin")

@@ -4,7 +4,8 @@
 Copied to SSH targets (Raspberry Pi, Jetson) and run there with the board's own Python, so it is
 standalone: standard library, numpy, Pillow and one inference runtime -- ``ai_edge_litert`` (or
 the older ``tflite_runtime``) for ``.tflite`` models, ``openvino`` (2022.3 LTS or newer) for IR,
-ONNX or TFLite models. It never imports edgeprune and runs on Python 3.7 or newer.
+ONNX or TFLite models. It never imports edgeprune and runs on Python 3.7 or newer; it loads
+the runtimes through ``remote_runner.py``, which is copied beside it.
 
 Per frame: read the JPEG bytes from the clip, decode them (Pillow), resize to the model input
 (bilinear), infer, decode the boxes against the anchors and run per-class NMS. The loop, the
@@ -19,7 +20,6 @@ last line)::
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import json
 import platform
@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from remote_runner import litert_interpreter, load_openvino  # copied beside this script
 
 FORMAT_VERSION = 1
 STAGES = ("read", "decode", "resize", "inference", "postprocess")
@@ -266,33 +267,9 @@ def _feed(batch: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=dtype)
 
 
-def load_litert() -> tuple[Any, Any, str, str]:
-    """(Interpreter class, OpResolverType or None, runtime name, version)."""
-    try:
-        import ai_edge_litert
-        from ai_edge_litert import interpreter as mod
-
-        return mod.Interpreter, mod.OpResolverType, "ai-edge-litert", ai_edge_litert.__version__
-    except ImportError:
-        pass
-    try:
-        import tflite_runtime
-        from tflite_runtime import interpreter as mod
-    except ImportError:
-        fail("neither ai_edge_litert nor tflite_runtime is installed")
-    resolver = getattr(mod, "OpResolverType", None)
-    return mod.Interpreter, resolver, "tflite-runtime", getattr(tflite_runtime, "__version__", "?")
-
-
 def litert_model(args: argparse.Namespace) -> tuple[Callable, dict[str, Any]]:
     """A batch -> (loc, conf) function through the model's signature, and its identity."""
-    interpreter_cls, resolver, name, version = load_litert()
-    kwargs = {"model_path": args.model, "num_threads": args.threads}
-    if args.no_xnnpack:
-        if resolver is None:
-            fail(f"{name} {version} cannot disable the default delegates")
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = interpreter_cls(**kwargs)
+    interpreter, identity = litert_interpreter(args.model, args.threads, args.no_xnnpack)
     if not interpreter.get_signature_list():
         fail(f"{args.model} has no SignatureDef; export it with "
              "TFLiteConverter.from_keras_model")
@@ -308,19 +285,7 @@ def litert_model(args: argparse.Namespace) -> tuple[Callable, dict[str, Any]]:
         raw = runner(**{input_name: _feed(batch, input_details)})
         return _real(raw[loc], outputs[loc]), _real(raw[conf], outputs[conf])
 
-    delegate = "none" if args.no_xnnpack else "xnnpack"
-    return run, {"runtime": name, "runtime_version": str(version), "delegate": delegate}
-
-
-def load_openvino() -> Any:
-    """``openvino`` (2023.1+) or ``openvino.runtime`` (2022.x, e.g. the NCS2's 2022.3 LTS)."""
-    try:
-        import openvino
-    except ImportError:
-        fail("openvino is not installed")
-    if hasattr(openvino, "Core"):
-        return openvino
-    return importlib.import_module("openvino.runtime")
+    return run, identity
 
 
 def _port_name(port: Any) -> str:

@@ -71,23 +71,30 @@ def load_litert() -> tuple[Any, Any, str, str]:
     return mod.Interpreter, resolver, "tflite-runtime", getattr(tflite_runtime, "__version__", "?")
 
 
-def time_litert(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
-    """Time Interpreter.invoke() of a .tflite model."""
+def litert_interpreter(model_path: str, threads: int,
+                       no_xnnpack: bool) -> tuple[Any, dict[str, str]]:
+    """A LiteRT Interpreter for ``model_path`` (XNNPACK unless ``no_xnnpack``) and its identity
+    (runtime, version, delegate). Shared with ``remote_app.py``."""
     interpreter_cls, resolver, name, version = load_litert()
-    kwargs = {"model_path": args.model, "num_threads": args.threads}
-    if args.no_xnnpack:
+    kwargs = {"model_path": model_path, "num_threads": threads}
+    if no_xnnpack:
         if resolver is None:
             sys.exit(f"remote_runner: {name} {version} cannot disable the default delegates")
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = interpreter_cls(**kwargs)
+    identity = {"runtime": name, "runtime_version": str(version),
+                "delegate": "none" if no_xnnpack else "xnnpack"}
+    return interpreter_cls(**kwargs), identity
+
+
+def time_litert(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
+    """Time Interpreter.invoke() of a .tflite model."""
+    interpreter, identity = litert_interpreter(args.model, args.threads, args.no_xnnpack)
     interpreter.allocate_tensors()
     for details in interpreter.get_input_details():
         value = random_array(tuple(details["shape"]), details["dtype"], rng)
         interpreter.set_tensor(details["index"], value)
     samples = time_loop(interpreter.invoke, args.warmup, args.runs)
-    delegate = "none" if args.no_xnnpack else "xnnpack"
-    return {"runtime": name, "runtime_version": str(version), "delegate": delegate,
-            "samples_ms": samples}
+    return {**identity, "samples_ms": samples}
 
 
 def load_openvino() -> Any:
