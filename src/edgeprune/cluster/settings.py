@@ -36,12 +36,12 @@ DEFAULTS: dict[str, Any] = {
         "step": 2,
         "min_filters": 2,
         "warmup": 5,
-        "runs": 40,
+        "runs": 200,
         "passes": 2,
     },
     "period": {"max_period": 16, "min_cycles": 3, "alpha": 0.01, "permutations": 400,
                "harmonic_ratio": 0.85},
-    "cluster": {"size": "auto", "size_from": "host-openvino"},
+    "cluster": {"size": 8, "size_from": "host-openvino"},
     "whole": {
         "layers": {
             "ssd_mobilenet_v1": ["conv[1-9]"],
@@ -51,12 +51,12 @@ DEFAULTS: dict[str, Any] = {
         "steps": 2,
         "min_filters": 8,
         "warmup": 5,
-        "runs": 40,
+        "runs": 200,
         "passes": 2,
         "finetune": {"enabled": True, "updates": 10, "lr_factor": 0.5},
     },
     "tables": {"step": -1, "finetuned": False},
-    "app_fps": {"frames": 40, "warmup": 5},
+    "app_fps": {"frames": 100, "warmup": 10},
 }
 
 

@@ -497,10 +497,10 @@ def _closing_note(s: Paper2Settings, periods: pd.DataFrame, sizes: Sequence[Mapp
         "21.89 ms, give +1.97 %, as computed above.)", "",
         "## Table III: application FPS", "", _markdown(t3), "",
         "Paper 2, Table III (FPS):", "", _markdown(paper_table(PAPER_TABLE3, True), 3), "",
-        "Application FPS here is 1000 / mean end-to-end frame time measured in-process on the "
-        "host targets (resize of the stored test image to the model input, inference, box "
-        "decoding and NMS; image decoding excluded), over the test images as frames. Remote "
-        "targets have no FPS column yet.", "",
+        "Application FPS here is timed frames / wall-clock time over the `app` clip (the demo "
+        "clip from the test split unless `app.video` names one): JPEG decoding, resize to the "
+        "model input, inference, box decoding and NMS per frame, on every target that runs "
+        "Python (this machine and ssh targets; adb targets have no column).", "",
         "## Table I: filters per pruned layer", "", _markdown(t1, 0), "",
     ]
     return "\n".join(lines) + "\n"
