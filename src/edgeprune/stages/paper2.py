@@ -395,9 +395,10 @@ def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
              rows: Sequence[Mapping[str, Any]], model_dirs: Sequence[str],
              spec_path: str | Path, video: str | Path, raw_dir: Path,
              log: JobLog) -> dict[tuple[str, str, int], tuple[float, float]]:
-    """Application frame time (decode, resize, inference, box decoding, NMS; mean ms) and FPS
-    over the clip, for the unpruned model and each method's table-step model, on any target
-    that can run Python (local or ssh; adb targets get none)."""
+    """Application frame rate over the clip (JPEG decoding, resize, inference, box decoding,
+    NMS; timed frames / wall time) and its frame time, for the unpruned model and each method's
+    table-step model, in ``paper2.whole.passes`` passes; on any target that can run Python
+    (local or ssh; adb targets get none)."""
     from edgeprune.app_fps import run_app_on_target
     from edgeprune.stages.devices import app_postprocess
 
@@ -412,16 +413,25 @@ def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
             chosen.append(pick_step(series, s.table_step))
     spec, raw = load_spec(spec_path)
     anchors = anchors_from_spec(raw)
+    # Like the latency passes: every pass in a fresh seeded order, FPS = median over passes,
+    # so the machine's drift does not favour whichever model happens to run first.
+    rng = np.random.default_rng(int(config.get("seed", 0)))
+    fps_runs: list[list[float]] = [[] for _ in chosen]
+    for p in range(s.whole.passes):
+        for i in rng.permutation(len(chosen)):
+            r = chosen[i]
+            result = run_app_on_target(
+                tgt, Path(model_dirs[r["build"]]) / r[f"file_{fmt}"], anchors, video,
+                raw_dir / f"app_{r['method']}_{r['step']}_p{p + 1}.log", spec.input_size,
+                spec.num_classes, app_postprocess(config), warmup_frames=s.app_warmup,
+                max_frames=s.app_frames)
+            fps_runs[i].append(float(result["fps"]))
+            log(f"application pass {p + 1}: {r['method']} step {r['step']}: "
+                f"{result['fps']:.1f} FPS ({result['frames']} frames)")
     out = {}
-    for r in chosen:
-        result = run_app_on_target(
-            tgt, Path(model_dirs[r["build"]]) / r[f"file_{fmt}"], anchors, video,
-            raw_dir / f"app_{r['method']}_{r['step']}.log", spec.input_size, spec.num_classes,
-            app_postprocess(config), warmup_frames=s.app_warmup, max_frames=s.app_frames)
-        fps = float(result["fps"])
+    for r, runs in zip(chosen, fps_runs, strict=True):
+        fps = float(np.median(runs))
         out[(r["series"], r["method"], int(r["step"]))] = (1000.0 / fps, fps)
-        log(f"application: {r['method']} step {r['step']}: {1000.0 / fps:.2f} ms/frame, "
-            f"{fps:.1f} FPS ({result['frames']} frames)")
     return out
 
 
