@@ -140,6 +140,17 @@ def test_new_sparsity_level_plans_only_its_jobs(tiny_run: Path, tmp_path: Path) 
     assert "results/models/mobilenet_v2_ssd/prune60.keras" in plan.stdout
 
 
+@pytest.mark.integration
+def test_config_edit_reruns_only_the_jobs_it_affects(tiny_run: Path, tmp_path: Path) -> None:
+    # A detector's width is a `params` rerun trigger of its training job: that model is
+    # retrained and re-evaluated, the other two are left alone.
+    extra = write_yaml(tmp_path / "width.yaml",
+                       {"detectors": {"ssd_squeezenet": {"width_multiplier": 0.5}}})
+    plan = snakemake(tiny_run, "results/base_detectors.csv", "-n", configs=(extra,))
+    assert planned_jobs(plan) == {"train_base": 1, "evaluate": 1, "base_summary": 1}
+    assert "results/models/ssd_squeezenet/base.keras" in plan.stdout
+
+
 @pytest.mark.parametrize(("override", "key"), [
     ({"train": {"epochs": -1}}, "train.epochs"),
     ({"paper1": {"sparsities": [0, 1.0]}}, "paper1.sparsities.1"),

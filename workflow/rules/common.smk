@@ -38,6 +38,24 @@ wildcard_constraints:
     arch="|".join(ARCHS),
 
 
+def config_params(*paths):
+    """A `params` function holding the config entries at dotted ``paths`` (``{arch}`` and
+    ``{target}`` filled from the job's wildcards): editing one of them re-runs the rule's jobs
+    through Snakemake's params rerun trigger; edits elsewhere leave them alone."""
+
+    def digest(wildcards):
+        values = {}
+        for path in paths:
+            path = path.format(**dict(wildcards.items()))
+            node = config
+            for key in path.split("."):
+                node = node.get(key) if isinstance(node, dict) else None
+            values[path] = node
+        return json.dumps(values, sort_keys=True, default=str)
+
+    return digest
+
+
 def data_ready(wildcards=None):
     """The generated dataset's summary (synthetic source) or nothing (a local VOCdevkit)."""
     if config["data"]["source"] == "synthetic":

@@ -7,6 +7,8 @@ rule generate_data:
     output:
         devkit=directory(f"{RESULTS}/data/VOCdevkit/SYNTH"),
         summary=f"{RESULTS}/data/synthetic.json",
+    params:
+        settings=config_params("seed", "data"),
     log:
         f"{RESULTS}/logs/data/generate.log",
     benchmark:

@@ -10,6 +10,8 @@ rule demo_video:
         data_ready,
     output:
         f"{RESULTS}/data/demo.avi",
+    params:
+        settings=config_params("app"),
     log:
         f"{RESULTS}/logs/data/demo_video.log",
     benchmark:
@@ -26,6 +28,8 @@ rule latency:
     output:
         json=f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
         raw=f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
+    params:
+        settings=config_params("targets.{target}"),
     log:
         f"{RESULTS}/logs/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
     benchmark:
@@ -51,6 +55,7 @@ rule app_fps:
         raw=f"{RESULTS}/app/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
     params:
         threads=THREADS,  # inference threads on this machine when the target sets none
+        settings=config_params("targets.{target}", "app", "postprocess"),
     log:
         f"{RESULTS}/logs/app/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
     benchmark:

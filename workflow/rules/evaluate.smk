@@ -11,6 +11,8 @@ rule evaluate:
     output:
         json=f"{RESULTS}/eval/{{arch}}/{{variant}}/{{runtime}}.json",
         detections=directory(f"{RESULTS}/eval/{{arch}}/{{variant}}/{{runtime}}_detections"),
+    params:
+        settings=config_params("data.test_sets", "postprocess", "evaluation"),
     log:
         f"{RESULTS}/logs/eval/{{arch}}/{{variant}}_{{runtime}}.log",
     benchmark:

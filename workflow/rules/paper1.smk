@@ -13,6 +13,8 @@ rule prune:
         model=f"{RESULTS}/models/{{arch}}/{{variant}}.keras",
         spec=f"{RESULTS}/models/{{arch}}/{{variant}}.spec.json",
         metrics=f"{RESULTS}/models/{{arch}}/{{variant}}.prune.json",
+    params:
+        settings=config_params("seed", "train", "paper1.prune"),
     log:
         f"{RESULTS}/logs/prune/{{arch}}/{{variant}}.log",
     benchmark:
@@ -33,6 +35,8 @@ rule convert_tflite:
         spec=f"{RESULTS}/models/{{arch}}/{{variant}}.spec.json",
     output:
         f"{RESULTS}/tflite/{{arch}}/{{variant}}_{{dtype}}.tflite",
+    params:
+        settings=config_params("paper1.representative_images"),
     log:
         f"{RESULTS}/logs/convert/{{arch}}/{{variant}}_{{dtype}}.log",
     benchmark:

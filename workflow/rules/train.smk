@@ -10,6 +10,8 @@ rule train_base:
         model=f"{RESULTS}/models/{{arch}}/base.keras",
         spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
         metrics=f"{RESULTS}/models/{{arch}}/base.train.json",
+    params:
+        settings=config_params("seed", "data", "detectors.{arch}", "anchors", "train"),
     log:
         f"{RESULTS}/logs/train/{{arch}}.log",
     benchmark:
