@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "warmup": 5,
         "runs": 200,
         "passes": 2,
-        "finetune": {"enabled": True, "updates": 10, "lr_factor": 0.5},
+        "finetune": {"enabled": True, "updates": 10, "lr_factor": 0.05},
     },
     "tables": {"step": -1, "finetuned": False},
     "app_fps": {"frames": 100, "warmup": 10},
