@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "eval_images": 50,
     "sweep": {
         "layers": {
-            "ssd_mobilenet_v1": ["conv2"],
+            "ssd_mobilenet_v1": ["conv1"],
             "ssd_squeezenet": ["fire2_expand3x3"],
         },
         "step": 2,
