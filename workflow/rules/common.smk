@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 from edgeprune import config as C
 from edgeprune.cluster.convert import RUNTIME_FORMAT as P2_RUNTIME_FORMAT
-from edgeprune.cluster.settings import paper2_settings, section_digest
+from edgeprune.cluster.settings import paper2_settings
 from edgeprune.errors import ConfigError
 from edgeprune.prune import variant_name
 from edgeprune.stages.devices import app_settings, device_resource
@@ -205,7 +205,7 @@ P2_LAYER_RE = "[A-Za-z0-9_]+"
 
 def p2_params(*keys):
     """The paper2 settings a rule depends on (changing them re-runs its jobs)."""
-    return section_digest(config, *keys)
+    return config_params(*(f"paper2.{key}" for key in keys))
 
 
 def p2_target_spec(wildcards):

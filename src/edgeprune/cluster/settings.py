@@ -213,15 +213,6 @@ def raw_section(config: Mapping[str, Any]) -> dict[str, Any]:
     return _merge(DEFAULTS, config.get("paper2") or {})
 
 
-def section_digest(config: Mapping[str, Any], *keys: str) -> str:
-    """Canonical JSON of some ``paper2`` keys: a Snakemake ``params`` value, so that changing
-    those settings re-runs the jobs that depend on them."""
-    import json
-
-    raw = raw_section(config)
-    return json.dumps({k: raw[k] for k in keys}, sort_keys=True, default=str)
-
-
 def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
     """Validate ``config["paper2"]`` (missing keys take :data:`DEFAULTS`)."""
     raw = raw_section(config)
