@@ -124,6 +124,12 @@ def device_resources():
             for dev in DEVICES}
 
 
+def target_spec(wildcards):
+    """The job's target as parsed, defaults included: a `params` value, so that editing the
+    target's settings re-runs its timing jobs."""
+    return repr(CONFIGURED_TARGETS[wildcards.target])
+
+
 def timing_threads(wildcards):
     """All cores for a job timed on this machine; one for a remote device (the host waits)."""
     return workflow.cores if CONFIGURED_TARGETS[wildcards.target].transport == "local" else 1
@@ -208,8 +214,6 @@ def p2_params(*keys):
     return config_params(*(f"paper2.{key}" for key in keys))
 
 
-def p2_target_spec(wildcards):
-    return repr(P2.targets[wildcards.target])
 
 
 def p2_sweep_csvs(wildcards):

@@ -29,7 +29,7 @@ rule latency:
         json=f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
         raw=f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
     params:
-        settings=config_params("targets.{target}"),
+        target=target_spec,
     log:
         f"{RESULTS}/logs/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
     benchmark:
@@ -55,7 +55,8 @@ rule app_fps:
         raw=f"{RESULTS}/app/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
     params:
         threads=THREADS,  # inference threads on this machine when the target sets none
-        settings=config_params("targets.{target}", "app", "postprocess"),
+        target=target_spec,
+        settings=config_params("app", "postprocess"),
     log:
         f"{RESULTS}/logs/app/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
     benchmark:

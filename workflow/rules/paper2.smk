@@ -43,7 +43,7 @@ rule p2_sweep_time:
         raw=directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/raw_{{target}}"),
     params:
         timing=lambda wc: json.dumps([P2.sweep.warmup, P2.sweep.runs, P2.sweep.passes]),
-        target=p2_target_spec,
+        target=target_spec,
     log:
         f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_{{target}}.log",
     benchmark:
@@ -132,7 +132,7 @@ rule p2_whole_time:
     params:
         timing=lambda wc: json.dumps([P2.whole.warmup, P2.whole.runs, P2.whole.passes]),
         app=p2_params("app_fps", "tables"),
-        target=p2_target_spec,
+        target=target_spec,
     log:
         f"{RESULTS}/logs/paper2/whole/{{arch}}/{{target}}.log",
     benchmark:
