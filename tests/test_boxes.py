@@ -318,3 +318,35 @@ def test_postprocess_with_nothing_above_threshold_is_empty() -> None:
     boxes, scores, classes = postprocess(np.zeros((5, 4), np.float32), probs, anchors)
     assert boxes.shape == (0, 4) and scores.shape == (0,) and classes.shape == (0,)
     assert classes.dtype == np.int32
+
+
+# --------------------------------------------------------------------------- class scores
+
+
+def test_class_probabilities_softmax_logits_in_float_and_pass_probabilities() -> None:
+    import sys
+    from pathlib import Path
+
+    from edgeprune.detect import class_probabilities, softmax
+
+    rng = np.random.default_rng(0)
+    # Logits on an int8-like grid (what a dequantised int8 output holds).
+    logits = (rng.integers(-60, 60, size=(2, 50, 4)) * 0.05).astype(np.float32)
+    probs = class_probabilities({"loc": np.zeros((2, 50, 4)), "conf_logits": logits})
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(probs, softmax(logits.astype(np.float64)), atol=1e-6)
+    # Ranking follows the logits; scores are not confined to a 1/256 grid.
+    assert np.unique(probs[..., 1:]).size > 0.8 * probs[..., 1:].size
+    given = softmax(logits)
+    np.testing.assert_array_equal(class_probabilities({"conf": given}), given)
+    with pytest.raises(ValueError, match="conf_logits"):
+        class_probabilities({"loc": logits})
+    # The standalone on-device application script applies the same softmax.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "edgeprune" / "devices"))
+    try:
+        import remote_app
+    finally:
+        sys.path.pop(0)
+    np.testing.assert_allclose(remote_app.probabilities("conf_logits", logits), probs, atol=1e-6)
+    np.testing.assert_array_equal(remote_app.probabilities("conf", given), given)

@@ -16,7 +16,7 @@ from edgeprune.cluster.algorithm import (
     take_groups,
 )
 from edgeprune.cluster.importance import ascending_order, theta_mw
-from edgeprune.cluster.whole import layer_sizes
+from edgeprune.cluster.whole import default_size, layer_phases, layer_sizes
 
 
 def test_theta_mw_is_mean_square_per_filter() -> None:
@@ -90,3 +90,53 @@ def test_sweep_points_and_sizes() -> None:
     assert layer_sizes(["conv1", "conv2"], found, 8, "auto") == {"conv1": 4, "conv2": 8}
     assert layer_sizes(["conv1", "conv2"], found, 8, 16) == {"conv1": 16, "conv2": 16}
     assert layer_sizes(["conv1", "conv2"], found, 8, {"conv2": 2}) == {"conv1": 4, "conv2": 2}
+
+
+def test_unswept_layers_take_the_most_common_size_and_its_phase() -> None:
+    found = {"a": 8, "b": 16, "c": 8, "d": 1}
+    assert default_size(found) == 8                        # not the LCM (16)
+    assert default_size({"a": 16, "b": 8}) == 8            # tie: the smaller
+    assert default_size({"a": 1, "b": 1, "c": 16}) == 16   # no-period layers do not vote
+    assert default_size({}) == default_size({"a": 1}) == 1
+    layers = ["a", "b", "c", "d", "x"]
+    sizes = layer_sizes(layers, found)                     # default None -> most common
+    assert sizes == {"a": 8, "b": 16, "c": 8, "d": 1, "x": 8}
+    phases = layer_phases(layers, sizes, found, {"a": 4, "b": 3, "c": 4, "d": None})
+    assert phases == {"a": 4, "b": 3, "c": 4, "d": None, "x": 4}
+    # An override to another size drops the detected phase; an override to the same keeps it.
+    over = layer_sizes(layers, found, None, {"a": 16, "c": 8})
+    assert layer_phases(layers, over, found, {"a": 4, "c": 4}) == {
+        "a": None, "b": None, "c": 4, "d": None, "x": 4}
+
+
+def test_phase_alignment_on_a_hand_made_layer() -> None:
+    """37 filters, P = 8, phase 4: the first removal takes the 1 least important filter (36
+    left), then clusters of 8 (28, 20, 12, 4 left) -- every width ≡ 4 (mod 8)."""
+    rng = np.random.default_rng(0)
+    theta = rng.permutation(np.linspace(0.01, 1.0, 37))
+    ranked = ascending_order(theta).tolist()
+    groups = cluster_groups({"L": theta}, {"L": 8}, {"L": 4})
+    assert [len(g.filters) for g in groups] == [1, 8, 8, 8, 8]
+    assert groups[0].filters == (ranked[0],)
+    assert groups[1].filters == tuple(sorted(ranked[1:9]))
+    assert set().union(*(g.filters for g in groups)) == set(ranked[:33])   # top 4 stay
+    left, widths = 37, []
+    for g in group_schedule(groups, {"L": 37}, min_left=1):
+        left -= len(g.filters)
+        widths.append(left)
+    assert widths == [36, 28, 20, 12, 4] and all(w % 8 == 4 for w in widths)
+    # Already aligned (phase 5 = 37 mod 8): no partial group; no phase: today's Algorithm 1.
+    aligned = cluster_groups({"L": theta}, {"L": 8}, {"L": 5})
+    assert [len(g.filters) for g in aligned] == [8, 8, 8, 8]
+    assert aligned == cluster_groups({"L": theta}, {"L": 8})
+    assert aligned == cluster_groups({"L": theta}, {"L": 8}, {"L": None})
+    # Phase 0: left ≡ 0 (mod 8): 5 filters first (32 left), then 24, 16, 8, 0.
+    zero = cluster_groups({"L": theta}, {"L": 8}, {"L": 0})
+    assert [len(g.filters) for g in zero] == [5, 8, 8, 8, 8]
+
+
+def test_phases_interleave_across_layers_by_score() -> None:
+    # Layer a (6 filters, P=2, phase 1): a lone least-important filter first, then pairs.
+    groups = cluster_groups(SCORES, {"a": 2, "b": 2}, {"a": 1})
+    assert [(g.layer, g.filters) for g in groups] == [
+        ("b", (0, 2)), ("a", (1,)), ("a", (3, 5)), ("b", (1, 3)), ("a", (2, 4))]

@@ -21,14 +21,18 @@ OVERRIDES = {
     "paper2": {
         "archs": ["ssd_mobilenet_v1"],
         "targets": ["host-openvino", "host-litert"],
-        "sweep": {"layers": {"ssd_mobilenet_v1": ["conv1"]}, "step": 7, "warmup": 1,
-                  "runs": 3, "passes": 2},
+        "sweep": {"layers": {"ssd_mobilenet_v1": ["conv1"]}, "step": 7, "max_removed": None,
+                  "isolated": {"enabled": True, "step": 7},
+                  "timing": {"seconds": 0.2, "block_runs": 2, "blocks_per_group": 2,
+                             "warmup": 1, "min_groups": 3}},
         "period": {"permutations": 50},
         "cluster": {"size": 4},
         "whole": {"layers": {"ssd_mobilenet_v1": ["conv[1-2]"]}, "measure_every": 4,
-                  "steps": 1, "min_filters": 4, "warmup": 1, "runs": 3, "passes": 1,
+                  "steps": 1, "min_filters": 4,
+                  "timing": {"seconds": 0.2, "block_runs": 2, "blocks_per_group": 2,
+                             "warmup": 1, "min_groups": 3},
                   "finetune": {"enabled": True, "updates": 1}},
-        "app_fps": {"frames": 2, "warmup": 0},
+        "app_fps": {"frames": 2, "warmup": 0, "passes": 2},
     },
 }
 
@@ -68,32 +72,60 @@ def test_paper2_workflow_on_tiny_config(tmp_path: Path) -> None:
 
     for target in ("host-openvino", "host-litert"):
         sweep = pd.read_csv(p2 / "sweeps/ssd_mobilenet_v1/conv1" / f"{target}.csv")
-        assert sweep["filters_left"].tolist() == [16, 9, 2]
-        assert (sweep["latency_median_ms"] > 0).all()
-        assert sweep["macs"].is_monotonic_decreasing
+        for scope in ("network", "layer"):         # the whole network and the layer alone
+            sub = sweep[sweep["scope"] == scope]
+            assert sub["filters_left"].tolist() == [16, 9, 2]
+            assert sub["macs"].is_monotonic_decreasing
+            assert (sub["latency_ci95_lo_ms"] <= sub["latency_median_ms"]).all()
+            assert (sub["latency_median_ms"] <= sub["latency_ci95_hi_ms"]).all()
+            blocks = [json.loads(b) for b in sub["latency_block_medians_ms"]]
+            assert all(len(b) >= 3 and len(b[0]) == 2 for b in blocks)   # groups x blocks
+            assert sub["diff_pct"].iloc[0] == 0.0
+        layer = sweep[sweep["scope"] == "layer"]
+        assert layer["mAP"].isna().all()
+        assert (layer["macs"] < sweep[sweep["scope"] == "network"]["macs"].to_numpy()).all()
         raw = p2 / "sweeps/ssd_mobilenet_v1/conv1" / f"raw_{target}"
-        assert len(list(raw.glob("*.log"))) == 3 * 2             # points x passes
+        for scope in ("network", "layer"):
+            doc = json.loads((raw / f"{scope}.json").read_text())
+            assert len(doc["models"]) == 3 and doc["settings"]["seed"] == 0
+            assert doc["raw"]["groups"][0]["block_orders"]     # interleaving order recorded
     # The thinned models were temporary.
     assert not (p2 / "sweeps/ssd_mobilenet_v1/conv1/models").exists()
 
     sizes = json.loads((p2 / "cluster_size/ssd_mobilenet_v1.json").read_text())
     assert sizes["sizes"] == {"conv1": 4, "conv2": 4}           # the config override
+    assert sizes["phases"] == {"conv1": None, "conv2": None}   # no alignment without auto
     evidence = sizes["sweeps"]["conv1"]["host-openvino"]
-    assert evidence["P"] >= 1 and "reason" in evidence["latency"]
+    assert evidence["P"] >= 1 and evidence["lat_source"] == "layer"
+    for kind in ("latency", "layer_latency", "accuracy"):
+        ev = evidence[kind]
+        assert ev["verdict"] in ("period", "none", "inconclusive")
+        assert {"p_value", "min_p_value", "min_detectable_pct", "step_pct", "phase"} <= set(ev)
+    assert evidence["latency"]["noise"] == "replicates"
 
     t1 = pd.read_csv(p2 / "table1.csv").set_index("layer")
     assert t1.loc["total", "cluster_pruned"] == t1.loc["total", "filter_pruned"] == 4
     assert all(n % 4 == 0 for n in t1.drop("total")["cluster_pruned"])
     t2 = pd.read_csv(p2 / "table2.csv").set_index("row")
-    assert {"host-openvino", "host-litert"} <= set(t2.columns)
+    assert {"host-openvino", "host-litert", "host-openvino_ci95_lo",
+            "host-litert_ci95_hi"} <= set(t2.columns)
     assert t2.loc["without pruning", "host-openvino"] > 0
+    gain = t2.loc["gain of cluster over filter pruning (%)"]
+    assert gain["host-openvino_ci95_lo"] <= gain["host-openvino"] <= \
+        gain["host-openvino_ci95_hi"]
     t3 = pd.read_csv(p2 / "table3.csv").set_index("row")
     assert t3.loc["cluster pruning", "host-litert"] > 0
+    assert t3.loc["gain from filter pruning (%)", "host-litert_ci95_lo"] <= \
+        t3.loc["gain from filter pruning (%)", "host-litert_ci95_hi"]
     whole = pd.read_csv(p2 / "whole/ssd_mobilenet_v1/host-openvino.csv")
     assert set(whole["method"]) == {"base", "filter", "cluster"}
     assert set(whole["finetuned"]) == {False, True}
+    assert whole["latency_block_medians_ms"].notna().all()
+    assert (p2 / "whole/ssd_mobilenet_v1/raw_host-openvino/whole.json").is_file()
     summary = (p2 / "summary.md").read_text()
     assert "Table II" in summary and "latency period" in summary
+    assert "host-openvino (openvino):" in summary and "smallest reachable" in summary
+    assert "within noise" in summary or "faster by" in summary or "slower by" in summary
     for name in ("fig5_sweep_latency", "fig10_latency", "fig12_map", "period_evidence"):
         assert (p2 / "figures" / f"{name}_ssd_mobilenet_v1.png").stat().st_size > 1000
 

@@ -53,6 +53,40 @@ def test_defaults_and_paper_config_parse() -> None:
     p = paper2_settings({**BASE, **paper})
     assert p.sweep.layers["ssd_mobilenet_v1"] == ["conv0", "conv1", "conv2", "conv6"]
     assert (p.sweep.step, p.whole.measure_every, p.whole.finetune.updates) == (1, 8, 2000)
+    # Issue 12, point 7: the paper config fine-tunes with SGD + momentum, not Adam at 0.5x.
+    assert (p.whole.finetune.optimizer, p.whole.finetune.momentum) == ("sgd", 0.9)
+    assert p.whole.finetune.lr_factor <= 0.1
+    assert p.sweep.isolated and p.sweep.isolated_step == 1
+
+
+def test_default_sweeps_hold_four_cycles_of_16() -> None:
+    """Issue 12, point 3: default sweeps at step 1 on layers with >= 4 cycles of 16 filters
+    (the isolated layer at step 1; the whole network at a coarser step), in a window."""
+    from edgeprune.cluster.sweep import window_points
+    from edgeprune.models import default_widths
+
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    s = paper2_settings(cfg)
+    assert s.sweep.isolated and s.sweep.isolated_step == 1
+    assert s.period.max_period >= 32
+    for arch, layers in s.sweep.layers.items():
+        widths = default_widths(arch, cfg["detectors"][arch]["width_multiplier"])
+        for layer in layers:
+            points = window_points(widths[layer], s.sweep.isolated_step, s.sweep.min_filters,
+                                   s.sweep.max_removed)
+            assert points[0] == widths[layer]
+            assert (points[0] - points[-1]) // 16 >= 4, (arch, layer, points)
+            assert points == list(range(points[0], points[-1] - 1, -1))
+    assert window_points(256, 4, 2, 64) == list(range(256, 191, -4))
+    assert window_points(10, 4, 2, None) == [10, 6, 2]
+
+
+def test_timing_settings_become_engine_settings() -> None:
+    s = paper2_settings({**BASE, "paper2": {"sweep": {"timing": {"seconds": 3}}}})
+    c = s.sweep.timing.compare_settings(seed=7)
+    assert (c.seconds, c.block_runs, c.blocks_per_group, c.warmup, c.min_groups, c.seed) == \
+        (3.0, 10, 8, 5, 6, 7)
+    assert s.whole.timing.compare_settings(0).seconds == DEFAULTS["whole"]["timing"]["seconds"]
     # Only configured detectors are pruned by default.
     assert paper2_settings({"detectors": {"ssd_squeezenet": {}}}).archs == ["ssd_squeezenet"]
 
@@ -68,6 +102,13 @@ def test_defaults_and_paper_config_parse() -> None:
     ({"archs": ["mobilenet_v2_ssd"]}, "paper2.archs"),
     ({"accuracy": "int8"}, "paper2.accuracy"),
     ({"tables": {"step": 0}}, "paper2.tables.step"),
+    ({"sweep": {"timing": {"seconds": 0}}}, "paper2.sweep.timing.seconds"),
+    ({"whole": {"timing": {"min_groups": 1}}}, "paper2.whole.timing.min_groups"),
+    ({"sweep": {"max_removed": 0}}, "paper2.sweep.max_removed"),
+    ({"sweep": {"isolated": {"step": 0}}}, "paper2.sweep.isolated.step"),
+    ({"whole": {"finetune": {"optimizer": "rmsprop"}}}, "paper2.whole.finetune.optimizer"),
+    ({"whole": {"finetune": {"momentum": 1.0}}}, "paper2.whole.finetune.momentum"),
+    ({"app_fps": {"passes": 0}}, "paper2.app_fps.passes"),
 ])
 def test_errors_name_the_key(section: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
@@ -103,6 +144,27 @@ def test_speed_table_picks_table_step() -> None:
     assert t.loc["cluster pruning", "cpu"] == 8.0
     assert t.loc["gain from filter pruning (%)", "cpu"] == pytest.approx(10.0)
     assert t.loc["gain from cluster pruning (%)", "cpu"] == pytest.approx(20.0)
+    assert t.loc["gain of cluster over filter pruning (%)", "cpu"] == pytest.approx(11.11,
+                                                                                  abs=0.01)
     t1 = speed_table(df, "latency_median_ms", True, 1, False).set_index("row")
     assert t1.loc["filter pruning", "cpu"] == 10.5
     assert pick_step([{"step": 1}, {"step": 2}], -2) == {"step": 1}
+
+
+@pytest.mark.parametrize("overlay", [None, "config/tiny.yaml", "config/paper2.yaml"])
+def test_shipped_configs_pass_the_schema(overlay: str | None) -> None:
+    """config.yaml alone and with each shipped overlay is valid (unknown or removed keys such
+    as the former ``sweep.runs`` would fail) and gives valid paper-2 settings."""
+    import jsonschema
+
+    from edgeprune.cluster.settings import _merge
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    if overlay:
+        cfg = _merge(cfg, yaml.safe_load((ROOT / overlay).read_text()))
+    jsonschema.Draft202012Validator(schema).validate(cfg)
+    assert paper2_settings(cfg).sweep.timing.seconds > 0
+    bad = _merge(cfg, {"paper2": {"sweep": {"runs": 200}}})
+    with pytest.raises(jsonschema.ValidationError, match="runs"):
+        jsonschema.Draft202012Validator(schema).validate(bad)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 import pytest
 import yaml
 from test_transport import free_port
@@ -30,9 +31,10 @@ from edgeprune.stages.devices import (
     app_settings,
     demo_video,
     device_resource,
-    latency,
+    latency_compare,
     pivot_by_target,
 )
+from edgeprune.stages.report import _app_columns, _latency_columns
 from edgeprune.synthetic import generate_dataset
 from edgeprune.targets import parse_targets
 
@@ -55,30 +57,68 @@ def config(**sections: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- stages
 
 
-def test_latency_stage_writes_identity_and_stats(tmp_path: Path) -> None:
-    cfg = config(targets={"host-litert": {"threads": 1, "warmup": 1, "runs": 5}})
-    out, raw = tmp_path / "lat" / "base_float32.json", tmp_path / "lat" / "base_float32.log"
-    record = latency(cfg, "host-litert", "mobilenet_v2_ssd", "base", "float32",
-                     tiny_models().float_path, out, raw, job_log(tmp_path))
+def test_latency_compare_stage_times_all_models_together(tmp_path: Path) -> None:
+    models = []
+    for name, source in (("base_float32", tiny_models().float_path),
+                         ("base_int8", tiny_models().int8_path)):
+        models.append(tmp_path / "tflite" / f"{name}.tflite")
+        models[-1].parent.mkdir(exist_ok=True)
+        shutil.copyfile(source, models[-1])
+    cfg = config(threads=1, seed=3, targets={"host-litert": {
+        "seconds": 0.2, "block_runs": 2, "blocks_per_group": 2, "warmup": 1}})
+    out, raw = tmp_path / "lat" / "table2.json", tmp_path / "lat" / "table2.log"
+    record = latency_compare(cfg, "host-litert", "mobilenet_v2_ssd", models, out, raw,
+                             job_log(tmp_path))
     result = read_json(out)
-    assert (result["target"], result["arch"], result["variant"], result["dtype"]) == (
-        "host-litert", "mobilenet_v2_ssd", "base", "float32")
-    assert result["stats"]["n"] == 5 and result["raw_log"] == str(raw) and raw.is_file()
+    assert (result["target"], result["arch"]) == ("host-litert", "mobilenet_v2_ssd")
+    assert result["labels"] == ["base_float32", "base_int8"] and raw.is_file()
+    assert [m["path"] for m in result["models"]] == [str(m) for m in models]
+    assert result["settings"]["seed"] == 3 and result["raw"]["seed"] == 3
+    assert (result["raw"]["block_runs"], result["raw"]["blocks_per_group"]) == (2, 2)
     ident = result["identity"]
-    assert ident["runtime"] == "ai-edge-litert" and ident["threads"] == 1 and ident["os"]
+    assert ident["runtime"] == "ai-edge-litert" and ident["os"]
+    assert ident["threads"] == 1 and ident["threads_used"] == 1  # the config's threads
+    vs = result["vs_float32"]["base_int8"]
+    assert vs["reference"] == str(models[0]) and isinstance(vs["significant"], bool)
+    assert list(result["vs_float32"]) == ["base_int8"]
     assert record.experiment == "devices-test"
-    assert record.run_name == "mobilenet_v2_ssd/base/latency-host-litert-float32"
+    assert record.run_name == "mobilenet_v2_ssd/latency-host-litert"
     assert (record.params["target"], record.params["transport"], record.params["runtime"]) == (
         "host-litert", "local", "litert-python")
     assert record.params["device"]["device_model"] == ident["device_model"]
-    assert record.params["runs"] == 5 and record.tags["target"] == "host-litert"
-    assert set(record.metrics) == {"median_ms", "mean_ms", "p90_ms", "std_ms", "cv", "fps",
-                                   "min_ms", "max_ms"}
+    assert (record.params["threads"], record.params["threads_used"], record.params["seed"]) == (
+        1, 1, 3)
+    assert record.params["groups"] == len(result["raw"]["groups"]) >= 6
+    assert record.tags["target"] == "host-litert" and record.tags["stage"] == "latency"
+    assert set(record.metrics) == {f"{m}_{k}" for m in result["labels"] for k in (
+        "median_ms", "ci95_lo_ms", "ci95_hi_ms", "fps")} | {"base_int8_vs_float32_pct"}
+    assert record.metrics["base_int8_median_ms"] == result["models"][1]["median_ms"]
     assert record.artifacts == [out, raw]
+    assert "vs float32" in (tmp_path / "job.log").read_text()
+    # Table 2 reads it: FPS with interval, median ms, paired difference to float32.
+    cells = _latency_columns([str(out)])
+    assert set(cells) == {("base_float32", "host-litert"), ("base_int8", "host-litert")}
+    int8 = cells[("base_int8", "host-litert")]
+    assert int8["fps_ci95_lo"] <= int8["fps"] <= int8["fps_ci95_hi"]
+    assert int8["ms"] == result["models"][1]["median_ms"]
+    assert int8["vs_float32_pct"] == vs["diff_pct"]
+    assert (int8["vs_float32_pct_ci95_lo"], int8["vs_float32_pct_ci95_hi"]) == tuple(
+        vs["ci95_pct"])
+    assert "vs_float32_pct" not in cells[("base_float32", "host-litert")]
+
+
+def test_table2_app_fps_interval(tmp_path: Path) -> None:
+    frames = [10.0, 12.0, 9.0, 11.0, 10.5, 30.0, 10.2, 9.8] * 5
+    path = tmp_path / "base_int8.json"
+    write_json(path, {"target": "rpi", "fps": 1000.0 / np.mean(frames),
+                      "samples_ms": {"frame": frames}})
+    cell = _app_columns([str(path)], seed=0)[("base_int8", "rpi")]
+    assert cell["app_fps_ci95_lo"] < cell["app_fps"] < cell["app_fps_ci95_hi"]
+    assert _app_columns([str(path)], seed=0) == _app_columns([str(path)], seed=0)
 
 
 def test_app_fps_stage_over_a_clip(tmp_path: Path) -> None:
-    cfg = config(app={"warmup": 2, "frames": 4, "score_threshold": 0.4})
+    cfg = config(threads=1, app={"warmup": 2, "frames": 4, "score_threshold": 0.4})
     clip = write_clip(tmp_path / "clip.avi", 10, size=(30, 40)).path
     out = tmp_path / "app" / "base_float32.json"
     record = app_fps(cfg, "host-litert", "mobilenet_v2_ssd", "base", "float32",
@@ -86,7 +126,7 @@ def test_app_fps_stage_over_a_clip(tmp_path: Path) -> None:
                      clip, out, tmp_path / "app" / "base_float32.log", 1, job_log(tmp_path))
     result = read_json(out)
     assert result["frames"] == 4 and result["warmup_frames"] == 2
-    assert result["settings"]["threads"] == 1  # the job's threads: the target sets none
+    assert result["settings"]["threads"] == 1  # the config's threads: the target sets none
     assert result["settings"]["postprocess"]["score_threshold"] == 0.4
     assert record.run_name == "mobilenet_v2_ssd/base/app-host-litert-float32"
     assert record.params["target"] == "host-litert" and record.params["engine"] == "litert"
@@ -101,8 +141,8 @@ def test_disabled_target_through_the_stages(tmp_path: Path) -> None:
     cfg = config(targets={"host-litert": {"enabled": False}})
     expected = "target 'host-litert' is disabled in config (targets.host-litert.enabled: false)"
     with pytest.raises(TargetError) as info:
-        latency(cfg, "host-litert", "a", "base", "float32", tiny_models().float_path,
-                tmp_path / "l.json", tmp_path / "l.log", job_log(tmp_path))
+        latency_compare(cfg, "host-litert", "a", [tiny_models().float_path],
+                        tmp_path / "l.json", tmp_path / "l.log", job_log(tmp_path))
     assert str(info.value) == expected
     clip = write_clip(tmp_path / "clip.avi", 3).path
     with pytest.raises(TargetError) as info:
@@ -121,28 +161,29 @@ def test_unreachable_ssh_target_through_the_stages(tmp_path: Path) -> None:
     cfg = config(targets={"rpi": spec}, app={"warmup": 0, "frames": 2})
     pattern = rf"^target 'rpi' \(ssh nobody@127\.0\.0\.1:{port}\): cannot reach the device"
     with pytest.raises(TargetError, match=pattern):
-        latency(cfg, "rpi", "a", "base", "float32", tiny_models().float_path,
-                tmp_path / "l.json", tmp_path / "l.log", job_log(tmp_path))
+        latency_compare(cfg, "rpi", "a", [tiny_models().float_path], tmp_path / "l.json",
+                        tmp_path / "l.log", job_log(tmp_path))
     clip = write_clip(tmp_path / "clip.avi", 3).path
     with pytest.raises(TargetError, match=pattern):
         app_fps(cfg, "rpi", "a", "base", "float32", tiny_models().float_path,
                 write_tiny_spec(tmp_path / "s.json"), clip, tmp_path / "a.json",
                 tmp_path / "a.log", 1, job_log(tmp_path))
     with pytest.raises(ConfigError, match=r"targets\.nope: no such target"):
-        latency(cfg, "nope", "a", "base", "float32", tiny_models().float_path,
-                tmp_path / "l.json", tmp_path / "l.log", job_log(tmp_path))
+        latency_compare(cfg, "nope", "a", [tiny_models().float_path], tmp_path / "l.json",
+                        tmp_path / "l.log", job_log(tmp_path))
 
 
 def test_failed_tool_output_reaches_the_job_log(tmp_path: Path) -> None:
     """Snakemake deletes a failed job's outputs, raw log included; the job log keeps the tail."""
-    broken = tmp_path / "broken.tflite"
+    broken = tmp_path / "broken.xml"
     broken.write_bytes(b"garbage")
+    broken.with_suffix(".bin").write_bytes(b"")
     cfg = config(targets={"host-app": {"transport": "local", "runtime": "benchmark_app"}})
     with pytest.raises(TargetError):
-        latency(cfg, "host-app", "a", "base", "float32", broken, tmp_path / "l.json",
-                tmp_path / "l.log", job_log(tmp_path))
+        latency_compare(cfg, "host-app", "a", [broken, broken], tmp_path / "l.json",
+                        tmp_path / "l.log", job_log(tmp_path))
     text = (tmp_path / "job.log").read_text()
-    assert f"raw output ({tmp_path / 'l.log'}" in text and "broken.tflite" in text
+    assert f"raw output ({tmp_path / 'l.log'}" in text and "broken.xml" in text
 
 
 def test_demo_video_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -293,12 +334,15 @@ def test_rules_dry_run_with_one_resource_per_device(tmp_path: Path) -> None:
         include: "{ROOT}/workflow/rules/devices.smk"
         rule all_devices:
             input:
-                latency_results(["mobilenet_v2_ssd"], ["base"], ["int8"]),
+                expand("results/latency/{{target}}/mobilenet_v2_ssd/table2.json",
+                       target=ENABLED_TARGETS),
                 app_results(["mobilenet_v2_ssd"], ["base"], ["int8"]),
         """))
-    for path in ("results/tflite/mobilenet_v2_ssd/base_int8.tflite",
-                 "results/openvino/mobilenet_v2_ssd/base_int8.xml",
-                 "results/models/mobilenet_v2_ssd/base.spec.json", "results/data/demo.avi"):
+    models = [f"results/{kind}/mobilenet_v2_ssd/{v}_{d}.{ext}"
+              for kind, ext in (("tflite", "tflite"), ("openvino", "xml"))
+              for v in ("base", "prune50") for d in ("float32", "float16", "int8", "sparse")]
+    for path in (*models, "results/models/mobilenet_v2_ssd/base.spec.json",
+                 "results/data/demo.avi"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("")
     run = subprocess.run([snakemake, "-n", "-p", "--cores", "2", "-d", str(tmp_path), "-s",
@@ -313,8 +357,12 @@ def test_rules_dry_run_with_one_resource_per_device(tmp_path: Path) -> None:
             resources = dict(re.findall(r"(device_\w+)=(\d)", block))
             model = re.search(r"input: ([^,\s]+)", block).group(1)
             jobs[(rule, wildcards.group(1))] = (resources, model)
+            if rule == "latency_compare":  # all of Table 2's models in one job
+                inputs = re.search(r"input: (.+)", block).group(1).split(", ")
+                assert len(inputs) == 8 and inputs[0].endswith("base_float32" + Path(
+                    model).suffix), inputs
     targets = ["host-litert", "host-openvino", "pi-cpu", "pi-ncs2", "s23"]
-    assert sorted(t for r, t in jobs if r == "latency") == sorted(targets)
+    assert sorted(t for r, t in jobs if r == "latency_compare") == sorted(targets)
     assert sorted(t for r, t in jobs if r == "app_fps") == sorted(set(targets) - {"s23"})
     for (rule, target), (resources, model) in jobs.items():
         own = {"host-litert": "device_host", "host-openvino": "device_host",

@@ -19,6 +19,7 @@ from edgeprune.evaluate import (
     format_result,
     iou_voc,
     main,
+    ranked_matches,
     read_detections,
     voc_ap,
     write_detections,
@@ -163,6 +164,55 @@ def test_missing_class_in_detections_means_no_detections() -> None:
 # --------------------------------------------------------------------------- results files
 
 
+def _reference_status(anns: list[Annotation], dets: list, name: str,
+                      thr: float) -> list[tuple[int, int]]:
+    """voc_eval.py's loop, one detection at a time, as the reference for ranked_matches."""
+    truth = {a.image_id: (a.boxes[[n == name for n in a.names]].astype(np.float64),
+                          a.difficult[[n == name for n in a.names]],
+                          np.zeros(sum(n == name for n in a.names), dtype=bool)) for a in anns}
+    order = np.argsort(-np.array([d[1] for d in dets]), kind="stable")
+    out = []
+    for i in order:
+        boxes, difficult, matched = truth[dets[i][0]]
+        if len(boxes) == 0:
+            out.append((0, 1))
+            continue
+        overlaps = iou_voc(np.asarray(dets[i][2:], dtype=np.float64), boxes)
+        best = int(np.argmax(overlaps))
+        if overlaps[best] <= thr:
+            out.append((0, 1))
+        elif difficult[best]:
+            out.append((0, 0))
+        elif matched[best]:
+            out.append((0, 1))
+        else:
+            matched[best] = True
+            out.append((1, 0))
+    return out
+
+
+def test_ranked_matches_equals_reference_loop() -> None:
+    """Vectorised per image, the statuses are those of the one-detection-at-a-time loop, on
+    crowded images (overlapping boxes, ties, difficult boxes, duplicates)."""
+    rng = np.random.default_rng(0)
+    anns, dets = [], []
+    for i in range(40):
+        n = int(rng.integers(0, 5))
+        xy = rng.uniform(1, 40, (n, 2))
+        boxes = [(x, y, x + 20.0, y + 20.0) for x, y in xy]
+        anns.append(_ann(f"i{i}", boxes, ["a"] * n, list(rng.random(n) < 0.2)))
+        for _ in range(int(rng.integers(0, 8))):
+            x, y = rng.uniform(1, 45, 2)
+            dets.append((f"i{i}", round(float(rng.random()), 1), x, y, x + 20.0, y + 20.0))
+    for thr in (0.3, 0.5):
+        got = ranked_matches(anns, dets, "a", thr)
+        want = _reference_status(anns, dets, "a", thr)
+        assert list(zip(got.tp.astype(int).tolist(), got.fp.astype(int).tolist(),
+                        strict=True)) == want
+        assert got.npos == sum(int((~a.difficult).sum()) for a in anns)
+        assert {s for s in want} == {(1, 0), (0, 1), (0, 0)}
+
+
 def test_write_read_round_trip(tmp_path: Path) -> None:
     dets: Detections = {"a": [("000001", 0.9123456, 1.04, 2.0, 30.55, 40.0),
                               ("000002", 0.1, 5.0, 6.0, 7.0, 8.0)]}
@@ -267,3 +317,55 @@ def test_cli_as_module(cli_data: dict[str, Path]) -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "mAP (voc07" in proc.stdout
+
+
+def test_cli_bootstrap_interval(cli_data: dict[str, Path],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    out_json = cli_data["root"] / "boot.json"
+    argv = _argv(cli_data, "--metric", "all", "--bootstrap", "200", "--seed", "3",
+                 "--json", str(out_json))
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "95% interval (200 bootstrap resamples of 2 test images, seed 3): [" in printed
+    report = json.loads(out_json.read_text())
+    lo, hi = report["mAP_ci95"]
+    # image 000002 holds only a difficult cat (ignored either way) and no scorable ground
+    # truth, so every draw that counts holds 000001 at least once and scores 11/12 again
+    assert lo == pytest.approx(11 / 12) and hi == pytest.approx(11 / 12)
+    assert f"[{lo:.4f}, {hi:.4f}]" in printed
+    assert report["bootstrap"]["resamples"] == 200 and report["bootstrap"]["seed"] == 3
+    assert "percentile" in report["bootstrap"]["method"]
+    assert main(argv) == 0
+    assert json.loads(out_json.read_text())["mAP_ci95"] == [lo, hi]   # seeded
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(_argv(cli_data, "--bootstrap", "0"))
+    assert "positive integer" in capsys.readouterr().err
+
+
+def test_cli_compare(cli_data: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    same = _argv(cli_data, "--metric", "all", "--compare", str(cli_data["detections"]),
+                 "--bootstrap", "100")
+    assert main(same) == 0
+    printed = capsys.readouterr().out
+    assert ("paired difference (other - main) +0.0000, 95% interval [+0.0000, +0.0000] "
+            "(100 resamples, seed 0): within noise (interval holds 0)") in printed
+
+    # the other detector drops the dog false positive: dog AP 5/6 -> 1, mAP +1/12 in every
+    # draw that holds image 000001 (draws without it have no ground truth and are left out)
+    better = read_detections(cli_data["detections"], ["cat", "dog"])
+    better["dog"] = [d for d in better["dog"] if d[2] != AWAY[0]]
+    write_detections(cli_data["root"] / "better", better, ["cat", "dog"])
+    out_json = cli_data["root"] / "cmp.json"
+    assert main(_argv(cli_data, "--metric", "all", "--compare", str(cli_data["root"] / "better"),
+                      "--json", str(out_json))) == 0
+    printed = capsys.readouterr().out
+    assert "mAP 1.0000; paired difference (other - main) +0.0833" in printed
+    assert "(1000 resamples, seed 0): significant (interval excludes 0)" in printed
+    cmp = json.loads(out_json.read_text())["compare"]
+    assert cmp["significant"] is True and cmp["diff"] == pytest.approx(1 / 12)
+    assert cmp["ci95"] == pytest.approx([1 / 12, 1 / 12])
+    assert cmp["detections"] == str(cli_data["root"] / "better")
+
+    assert main(_argv(cli_data, "--compare", str(cli_data["root"] / "nowhere"))) == 2
+    assert "nowhere" in capsys.readouterr().err

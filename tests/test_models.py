@@ -185,3 +185,51 @@ def test_detector_spec_dict_round_trip(widths: dict[str, int] | None) -> None:
     assert resolve_widths(restored) == resolve_widths(spec)
     # Resolved widths survive a change of width multiplier: they are stored explicitly.
     assert resolve_widths(DetectorSpec.from_dict({**d, "width_multiplier": 1.0})) == d["widths"]
+
+
+# --------------------------------------------------------------------------- base training stage
+
+
+def test_base_counts_are_taken_after_training(monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Any) -> None:
+    """Table 1's base row (params, non-zero params) describes the trained weights, not the
+    initialisation (whose zero biases and batch-norm offsets would count as pruned)."""
+    from pathlib import Path
+
+    import yaml
+
+    from edgeprune.jobs import JobLog
+    from edgeprune.size import keras_counts
+    from edgeprune.stages import train as stage
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
+    config["detectors"]["mobilenet_v2_ssd"].update(input_size=[64, 64], width_multiplier=0.25)
+    config["anchors"]["aspect_ratios"] = [1.0, 2.0, 0.5]
+    trained: dict[str, Any] = {}
+
+    def fake_train(model: Any, data: Any, anchors: Any, cfg: Any, log: Any = None) -> dict:
+        """Stand-in for training: every zero-initialised weight moves off zero, and one kernel
+        ends up half zeros."""
+        trained["before"] = keras_counts(model)
+        new = [np.where(w == 0, 0.5, w).astype(w.dtype) for w in model.get_weights()]
+        model.set_weights(new)
+        conv = next(layer for layer in model.layers if type(layer).__name__ == "Conv2D")
+        kernel, *rest = conv.get_weights()
+        kernel.ravel()[: kernel.size // 2] = 0.0
+        conv.set_weights([kernel, *rest])
+        trained["after"] = keras_counts(model)
+        return {"loss": [1.0], "seconds": [0.1]}
+
+    monkeypatch.setattr(stage, "load_train_data", lambda config, size, log: [0] * 4)
+    monkeypatch.setattr(stage, "train", fake_train)
+    monkeypatch.setattr(stage, "recalibrate", lambda model, data, cfg, log: None)
+    monkeypatch.setattr(stage, "save_keras", lambda model, path: Path(path).write_bytes(b"k"))
+    monkeypatch.setattr(stage, "save_spec", lambda spec, model, path: None)
+    metrics_out = tmp_path / "metrics.json"
+    stage.train_base(config, "mobilenet_v2_ssd", tmp_path / "m.keras", tmp_path / "s.json",
+                     metrics_out, 1, JobLog(None, "test", echo=None))
+    metrics = json.loads(metrics_out.read_text())["metrics"]
+    before, after = trained["before"], trained["after"]
+    assert before["nonzero_params"] != after["nonzero_params"]  # the stand-in changed them
+    assert metrics["params"] == after["params"]
+    assert metrics["nonzero_params"] == after["nonzero_params"]

@@ -14,6 +14,7 @@ from edgeprune.augment import AugmentConfig
 from edgeprune.errors import ConfigError
 from edgeprune.models.registry import anchors_for
 from edgeprune.prune import (
+    MAX_LAYER_SPARSITY,
     PruneConfig,
     apply_pruning,
     global_layer_sparsities,
@@ -114,22 +115,60 @@ def test_global_sparsities_are_one_threshold_with_the_target_mean(target: float)
     names = ["small", "medium", "large"]
     alloc = global_layer_sparsities(model, names, target)
     kernels = {n: np.abs(model.get_layer(n).get_weights()[0]).ravel() for n in names}
-    sizes = np.array([kernels[n].size for n in names])
-    weighted = float(np.dot([alloc[n] for n in names], sizes) / sizes.sum())
-    assert weighted == pytest.approx(target, abs=1.0 / sizes.sum())
+    sizes = {n: kernels[n].size for n in names}
+    chosen = {n: alloc[n] * sizes[n] for n in names}
+    # Exactly round(target * n) weights are chosen overall, a whole number in every layer.
+    assert sum(chosen.values()) == pytest.approx(round(target * sum(sizes.values())), abs=1e-6)
+    for n in names:
+        assert chosen[n] == pytest.approx(round(chosen[n]), abs=1e-6)
+    # No layer is pruned entirely (tfmot refuses 1.0): "small" (weights ~0.01) is capped.
+    assert max(alloc.values()) <= MAX_LAYER_SPARSITY
+    assert alloc["small"] == pytest.approx(np.floor(MAX_LAYER_SPARSITY * sizes["small"])
+                                           / sizes["small"])
     # Uneven magnitudes give uneven sparsities: small weights are pruned first.
     assert alloc["small"] >= alloc["medium"] >= alloc["large"]
     assert alloc["small"] > alloc["large"]
-    # One threshold: every pruned weight (anywhere) is <= every kept weight (anywhere).
+    # One threshold over the layers below the cap: every pruned weight there is <= every kept
+    # weight there, and a capped layer loses exactly its smallest weights.
     pruned_max, kept_min = 0.0, np.inf
     for n in names:
         v = np.sort(kernels[n])
         k = int(round(alloc[n] * v.size))
+        if alloc[n] >= MAX_LAYER_SPARSITY - 1.0 / v.size:
+            continue
         if k:
             pruned_max = max(pruned_max, float(v[k - 1]))
         if k < v.size:
             kept_min = min(kept_min, float(v[k]))
     assert pruned_max <= kept_min
+
+
+def test_global_sparsities_handle_ties_exactly() -> None:
+    """Many equal magnitudes (zeros from an earlier pruning, repeated values) straddle the
+    threshold: exactly round(target * n) weights are still chosen, first by layer order."""
+    model = _uneven_model(2)
+    for name, value in (("small", 0.0), ("medium", 0.5), ("large", 0.5)):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([np.full_like(kernel, value), bias])
+    names = ["small", "medium", "large"]
+    sizes = {n: model.get_layer(n).get_weights()[0].size for n in names}  # 216, 1152, 64
+    total = sum(sizes.values())
+    alloc = global_layer_sparsities(model, names, 0.5)
+    chosen = {n: round(alloc[n] * sizes[n]) for n in names}
+    assert sum(chosen.values()) == round(0.5 * total)
+    # The all-zero layer is taken first (up to the cap), the tie at 0.5 is split by layer order.
+    assert chosen["small"] == int(np.floor(MAX_LAYER_SPARSITY * sizes["small"]))
+    assert chosen["large"] == 0
+    assert chosen["medium"] == round(0.5 * total) - chosen["small"]
+
+
+def test_global_sparsities_reject_a_target_no_layer_cap_allows() -> None:
+    model = _uneven_model(3)
+    with pytest.raises(ConfigError, match="per_layer"):
+        global_layer_sparsities(model, ["small"], 0.995)
+    with pytest.raises(ConfigError, match="outside"):
+        global_layer_sparsities(model, ["small"], 1.0)
 
 
 def test_global_sparsities_zero_target_and_equal_layers() -> None:

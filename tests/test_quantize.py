@@ -25,9 +25,10 @@ from detector_helpers import (
     zero_smallest_weights,
 )
 
+from edgeprune.detect import class_probabilities
 from edgeprune.latency import LiteRTRunner
 from edgeprune.models import export_model
-from edgeprune.quantize import DTYPES, convert
+from edgeprune.quantize import DTYPES, TFLITE_OUTPUTS, convert, logits_model
 
 ARCH = "ssd_squeezenet"
 
@@ -69,10 +70,12 @@ def _io_dtypes(path: Path) -> tuple[set[type], set[type]]:
 
 
 def _run(path: Path, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Outputs by name (dequantised) for a batch, one image at a time (static batch 1)."""
+    """Outputs for a batch, one image at a time (static batch 1): ``loc`` and the dequantised
+    ``conf_logits`` as the file gives them, and ``conf``, the host's float softmax of them."""
     runner = LiteRTRunner(path, num_threads=1)
     outs = [runner.invoke(image[None]) for image in images]
-    return {name: np.concatenate([o[name] for o in outs]) for name in ("loc", "conf")}
+    got = {name: np.concatenate([o[name] for o in outs]) for name in TFLITE_OUTPUTS}
+    return {**got, "conf": class_probabilities(got)}
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -103,6 +106,40 @@ def test_int8_has_int8_io(converted: Converted) -> None:
     assert image.shape == (1, 64, 64, 3)
     # Calibrated on 0..255 images: one input step per pixel value.
     assert image.scale == pytest.approx(1.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_flavour_ends_at_the_logits(converted: Converted, dtype: str) -> None:
+    runner = LiteRTRunner(converted.paths[dtype])
+    assert set(runner.outputs) == {"loc", "conf_logits"}
+
+
+def test_int8_scores_are_not_tied_on_a_quantised_softmax_grid(converted: Converted) -> None:
+    """The int8 file outputs logits; their float softmax gives (nearly) all-distinct scores,
+    where a softmax quantised to int8 holds at most 257 values (steps of 1/256)."""
+    runner = LiteRTRunner(converted.paths["int8"])
+    assert runner.outputs["conf_logits"].dtype == np.int8  # really quantised logits
+    scores = _run(converted.paths["int8"], converted.images)["conf"][..., 1:].ravel()
+    assert scores.size > 2 * 257
+    assert np.unique(scores).size > 0.9 * scores.size
+    on_grid = np.isclose(scores * 256, np.round(scores * 256), atol=1e-4)
+    assert on_grid.mean() < 0.1
+    # What the old design (softmax inside the int8 graph) gave: every score on the grid.
+    grid = np.round(scores * 256) / 256
+    assert np.unique(grid).size <= 257 < np.unique(scores).size
+
+
+def test_logits_model_cuts_an_exported_detector_before_its_softmax() -> None:
+    tf, keras = tf_keras(0)
+    model = build_tiny(tiny_spec(ARCH))
+    images = smooth_images(1, seed=5)
+    want = model(images, training=False)
+    cut = logits_model(export_model(model, keras))
+    got = cut(images, training=False)
+    assert set(cut.output_names) == set(TFLITE_OUTPUTS)
+    np.testing.assert_allclose(got["conf_logits"], want["conf_logits"], atol=1e-5)
+    np.testing.assert_allclose(got["loc"], want["loc"], atol=1e-5)
+    assert logits_model(model) is model
 
 
 def test_size_ratios(converted: Converted) -> None:
@@ -170,3 +207,37 @@ def test_int8_without_representative_images_raises(small_model: Any, tmp_path: P
     with pytest.raises(ValueError, match="representative"):
         convert(small_model, "int8", path, representative)
     assert not path.exists()
+
+
+# --------------------------------------------------------------------------- calibration set
+
+
+def _calibration_ids(monkeypatch: pytest.MonkeyPatch, seed: int, count: int,
+                     n_train: int = 50) -> list[int]:
+    """Which of ``n_train`` training images ``representative_images`` picks (file access is
+    replaced by stand-ins that record the request)."""
+    from types import SimpleNamespace
+
+    from edgeprune.stages import paper1
+
+    anns = [SimpleNamespace(image_id=i) for i in range(n_train)]
+    monkeypatch.setattr(paper1, "load_sets", lambda root, sets: list(anns))
+
+    def fake_images(chosen: list[Any], size: tuple[int, int]) -> np.ndarray:
+        assert size == (8, 8)
+        return np.asarray([a.image_id for a in chosen])
+
+    monkeypatch.setattr(paper1, "load_images", fake_images)
+    config = {"seed": seed, "data": {"source": "synthetic", "train_sets": ["SYNTH/train"]}}
+    return [int(i) for i in paper1.representative_images(config, (8, 8), count)]
+
+
+def test_calibration_set_is_a_seeded_random_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _calibration_ids(monkeypatch, seed=0, count=10)
+    assert len(first) == len(set(first)) == 10
+    assert all(0 <= i < 50 for i in first)
+    assert first != list(range(10))  # not simply the first images of the split
+    assert _calibration_ids(monkeypatch, seed=0, count=10) == first  # reproducible
+    assert _calibration_ids(monkeypatch, seed=1, count=10) != first  # follows `seed`
+    # Asking for more images than the split holds gives the whole split, each once.
+    assert sorted(_calibration_ids(monkeypatch, seed=0, count=80)) == list(range(50))

@@ -144,6 +144,12 @@ def test_targets_are_frozen() -> None:
          r"targets\.t\.runs: expected an integer >= 1, got 0"),
         ({"transport": "local", "runtime": "openvino", "timeout_s": -5},
          r"targets\.t\.timeout_s: expected a number > 0"),
+        ({"transport": "local", "runtime": "openvino", "seconds": 0},
+         r"targets\.t\.seconds: expected a number > 0, got 0"),
+        ({"transport": "local", "runtime": "openvino", "block_runs": 0},
+         r"targets\.t\.block_runs: expected an integer >= 1, got 0"),
+        ({"transport": "local", "runtime": "openvino", "blocks_per_group": 1.5},
+         r"targets\.t\.blocks_per_group: expected an integer >= 1"),
         ({"transport": "local", "runtime": "openvino", "device": "TPU"},
          r"targets\.t\.device: expected one of CPU, GPU, MYRIAD, got 'TPU'"),
         ({"transport": "local", "runtime": "litert-python", "device": "CPU"},
@@ -192,6 +198,27 @@ def test_invalid_section_and_names() -> None:
         parse_targets({"targets": {"bad name": {"transport": "local", "runtime": "openvino"}}})
     with pytest.raises(ConfigError, match=r"targets\.t: expected a mapping"):
         parse_targets({"targets": {"t": "adb"}})
+
+
+def test_local_targets_default_to_the_config_threads() -> None:
+    remote = {"transport": "ssh", "host": "h", "runtime": "litert-python"}
+    targets = parse_targets({"threads": 3, "targets": {"pi": remote}})
+    assert targets["host-litert"].threads == targets["host-openvino"].threads == 3
+    assert targets["pi"].threads is None  # a remote device's runtime chooses
+    assert parse_targets({})["host-litert"].threads == 2  # config default
+    pinned = parse_targets({"threads": 3, "targets": {"host-litert": {"threads": 1}}})
+    assert pinned["host-litert"].threads == 1
+    for bad in (0, True, "2"):
+        with pytest.raises(ConfigError, match=r"^threads: expected an integer >= 1"):
+            parse_targets({"threads": bad})
+
+
+def test_comparison_settings_parse_with_defaults() -> None:
+    target = parse_targets({})["host-litert"]
+    assert (target.seconds, target.block_runs, target.blocks_per_group) == (60.0, 10, 4)
+    tuned = targets_with("t", transport="local", runtime="openvino", seconds=3,
+                         block_runs=5, blocks_per_group=2)["t"]
+    assert (tuned.seconds, tuned.block_runs, tuned.blocks_per_group) == (3.0, 5, 2)
 
 
 def test_builtin_override_is_validated_too() -> None:
@@ -246,6 +273,8 @@ def test_schema_defaults_match_python_defaults(validator: jsonschema.Draft202012
         {"transport": "local", "runtime": "openvino", "delegates": {"xnnpack": True}},
         {"transport": "local", "runtime": "litert-python", "delegates": {"tpu": True}},
         {"transport": "ssh", "host": "h", "runtime": "openvino", "port": 0},
+        {"transport": "local", "runtime": "openvino", "seconds": 0},
+        {"transport": "local", "runtime": "openvino", "block_runs": 0},
     ],
 )
 def test_schema_rejects_what_python_rejects(

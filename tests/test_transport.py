@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from tiny_models import tiny_models
 
+from edgeprune.compare import CompareSettings, compare_on_target
 from edgeprune.devices import transport as transport_mod
 from edgeprune.devices.bench import run_benchmark
 from edgeprune.devices.transport import AdbTransport, LocalTransport, SshTransport, local_sha256
@@ -242,6 +243,29 @@ def test_run_benchmark_openvino_over_ssh(sshd: SshServer, tmp_path: Path) -> Non
     assert result["identity"]["runtime"] == "openvino"
     assert result["identity"]["openvino_device"] == "CPU"
     assert result["tool"]["input_shapes"] == [[1, 16, 16, 3]]  # dynamic batch pinned to 1
+
+
+def test_compare_through_remote_runner_over_ssh(sshd: SshServer, tmp_path: Path) -> None:
+    """remote_runner.py --compare staged and run over real SSH; one JSON line comes back."""
+    a = tmp_path / f"{HOSTILE}.tflite"
+    shutil.copyfile(tiny_models().float_path, a)
+    b = tiny_models().int8_path
+    workdir = tmp_path / "remote"
+    target = single_target("board", sshd.spec(
+        runtime="litert-python", python=sys.executable, workdir=str(workdir), threads=1))
+    settings = CompareSettings(seconds=0.2, block_runs=2, blocks_per_group=2, warmup=1,
+                               min_groups=3, resamples=200, seed=21)
+    comparison = compare_on_target(target, [a, b], settings, tmp_path / "cmp.log")
+    assert [m.path for m in comparison.models] == [str(a), str(b)]
+    assert len(comparison.raw["groups"]) >= 3 and comparison.raw["seed"] == 21
+    ident = comparison.identity
+    assert ident["runtime"] == "ai-edge-litert" and ident["threads_used"] == 1
+    assert ident["kernel"] == platform.release()
+    assert sorted(ident["pushed"]) == sorted([str(workdir / "remote_runner.py"),
+                                              str(workdir / "models" / a.name),
+                                              str(workdir / "models" / b.name)])
+    assert "--compare" in (tmp_path / "cmp.log").read_text().splitlines()[0]
+    hostile_names_absent(Path.home(), tmp_path, workdir, workdir / "models")
 
 
 def test_run_benchmark_unreachable_ssh_target(sshd: SshServer, tmp_path: Path) -> None:
@@ -471,6 +495,38 @@ def test_run_benchmark_over_adb_end_to_end(adb_standin: AdbStandIn, tmp_path: Pa
     adb_standin.binary.write_text(adb_standin.binary.read_text() + "\n# rebuilt\n")
     third = run_benchmark(target, model, tmp_path / "results" / "phone3.log")
     assert third["pushed"] == ["/data/local/tmp/edgeprune/benchmark_model"]
+
+
+def test_benchmark_model_invocations_interleave_over_adb(adb_standin: AdbStandIn,
+                                                        tmp_path: Path) -> None:
+    """Each group runs every model once, in a seeded random order; files are pushed once."""
+    models = []
+    for name in ("a", "b", "c"):
+        models.append(tmp_path / f"{name}.tflite")
+        models[-1].write_bytes(f"TFL3-{name}".encode())
+    target = single_target("phone", adb_standin.spec(runs=30, warmup=5))
+    settings = CompareSettings(seconds=0.0, min_groups=3, resamples=100, seed=4)
+    comparison = compare_on_target(target, models, settings, tmp_path / "phone.log")
+    raw = comparison.raw
+    assert len(raw["groups"]) == 3 and raw["blocks_per_group"] == 1 and raw["block_runs"] == 30
+    assert raw["block_statistic"] == "median"
+    for group in raw["groups"]:
+        assert group["block_orders"] == [group["instance_order"]]
+        assert sorted(group["instance_order"]) == [0, 1, 2]
+        assert group["block_medians_ms"] == [[pytest.approx(30.418)] * 3]
+    again = compare_on_target(target, models, settings, tmp_path / "phone2.log")
+    assert [g["instance_order"] for g in again.raw["groups"]] == [
+        g["instance_order"] for g in raw["groups"]]
+    assert len(adb_standin.calls("push")) == 4  # binary + 3 models, once
+    graphs = [line.split("[")[1].rstrip("]") for line in
+              (tmp_path / "phone.log").read_text().splitlines()
+              if line.startswith("INFO: Graph:")]
+    expected = [str(adb_standin.device_tmp / "edgeprune" / "models" / models[i].name)
+                for g in raw["groups"] for i in g["instance_order"]]
+    assert graphs == expected
+    assert comparison.differences[0].diff_pct == 0.0
+    assert not comparison.differences[0].significant
+    assert comparison.identity["runtime"] == "benchmark_model"
 
 
 def test_adb_tool_failure_keeps_raw_log(adb_standin: AdbStandIn, tmp_path: Path) -> None:

@@ -205,6 +205,7 @@ def _local_runner(target: Target, model: Path, threads: int | None
                   ) -> tuple[Runner, dict[str, Any]]:
     """An in-process runner for a local target and what identifies it."""
     if ENGINES[target.runtime] == "litert":
+        from edgeprune.detect import class_probabilities
         from edgeprune.latency import LiteRTRunner, litert_version
 
         xnnpack = target.delegates.xnnpack if target.delegates is not None else True
@@ -212,7 +213,7 @@ def _local_runner(target: Target, model: Path, threads: int | None
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             out = lite.invoke(batch)
-            return out["loc"], out["conf"]
+            return out["loc"], class_probabilities(out)  # TFLite files end at the logits
 
         return run, {"runtime": "ai-edge-litert", "runtime_version": litert_version(),
                      "delegate": "xnnpack" if xnnpack else "none"}

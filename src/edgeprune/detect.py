@@ -3,7 +3,7 @@ detections. Runtimes only produce ``loc`` and class probabilities; decoding and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,7 @@ from edgeprune.evaluate import Detections
 from edgeprune.voc import Annotation, to_voc_pixels
 
 # A runner maps a float32 image batch (B, H, W, 3), pixel values 0..255, to
-# (loc (B, A, 4), class probabilities (B, A, C+1)).
+# (loc (B, A, 4), class probabilities (B, A, C+1)) in float32.
 Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
@@ -24,15 +24,24 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def class_probabilities(outputs: Mapping[str, Any]) -> np.ndarray:
+    """Class probabilities (float32) from a model's named outputs: ``conf`` as it is, or
+    ``conf_logits`` (training models and every TFLite flatbuffer, int8 included, once
+    dequantised) through a softmax computed in float on the host, so int8 scores are not tied
+    on the 1/256 grid of a quantised softmax."""
+    if "conf" in outputs:
+        return np.asarray(outputs["conf"], dtype=np.float32)
+    if "conf_logits" in outputs:
+        return softmax(np.asarray(outputs["conf_logits"], dtype=np.float32))
+    raise ValueError(f"model outputs {sorted(outputs)} hold neither conf nor conf_logits")
+
+
 def keras_runner(model: Any) -> Runner:
     """Runner for a training (``conf_logits``) or exported (``conf``) Keras detector."""
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = model(batch, training=False)
-        loc = np.asarray(out["loc"])
-        if "conf" in out:
-            return loc, np.asarray(out["conf"])
-        return loc, softmax(np.asarray(out["conf_logits"]))
+        return np.asarray(out["loc"]), class_probabilities(out)
 
     return run
 
@@ -80,9 +89,9 @@ def make_runner(runtime: str, path: Any, threads: int) -> tuple[Runner, int | No
         def run_lite(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             locs, probs = [], []
             for img in batch:
-                out = lite.invoke(img[None])
+                out = lite.invoke(img[None])  # integer outputs come back dequantised
                 locs.append(out["loc"][0])
-                probs.append(out["conf"][0])
+                probs.append(class_probabilities(out)[0])
             return np.stack(locs), np.stack(probs)
 
         return run_lite, 16

@@ -84,13 +84,15 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> fl
     ``t = 0, 0.1, ..., 1`` (generated as ``np.arange(0, 1.1, 0.1)`` like the reference, so
     ``t = 0.3`` is really ``0.30000000000000004``) of the best precision at recall >= t (0 if the
     recall never gets there). Otherwise the VOC2010+ measure: the exact area under the precision
-    envelope (precision made monotonically non-increasing in recall).
+    envelope (precision made monotonically non-increasing in recall), its terms summed with
+    ``math.fsum`` (correctly rounded, so the result does not depend on summation order: the
+    bootstrap, which sums the same terms in another layout, reproduces it exactly).
     """
     rec = np.asarray(recall, dtype=np.float64)
     prec = np.asarray(precision, dtype=np.float64)
     if use_07_metric:
         total = 0.0
-        for t in np.arange(0.0, 1.1, 0.1):
+        for t in ELEVEN_POINTS:
             reached = rec >= t
             total += float(prec[reached].max()) if reached.any() else 0.0
         return total / 11.0
@@ -98,7 +100,11 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> fl
     mpre = np.concatenate(([0.0], prec, [0.0]))
     mpre = np.maximum.accumulate(mpre[::-1])[::-1]
     steps = np.flatnonzero(mrec[1:] != mrec[:-1])
-    return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+    return math.fsum(((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]).tolist())
+
+
+ELEVEN_POINTS = np.arange(0.0, 1.1, 0.1)
+"""The VOC2007 recall thresholds, exactly as the reference generates them."""
 
 
 # --------------------------------------------------------------------------- matching
@@ -106,11 +112,10 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool) -> fl
 
 @dataclass
 class _ClassTruth:
-    """Ground truth of one class in one image plus which boxes have been matched."""
+    """Ground truth of one class in one image."""
 
     boxes: np.ndarray
     difficult: np.ndarray
-    matched: np.ndarray
 
 
 def _ground_truth(
@@ -125,7 +130,6 @@ def _ground_truth(
         truth[ann.image_id] = _ClassTruth(
             boxes=ann.boxes[keep].astype(np.float64).reshape(-1, 4),
             difficult=difficult,
-            matched=np.zeros(len(difficult), dtype=bool),
         )
         npos += int((~difficult).sum())
     return truth, npos
@@ -145,20 +149,21 @@ def iou_voc(box: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return inter / union
 
 
-def _match(detection: Detection, truth: _ClassTruth, iou_threshold: float) -> tuple[int, int]:
-    """Classify one detection as ``(tp, fp)``: (1, 0), (0, 1) or (0, 0) for ignored."""
-    if len(truth.boxes) == 0:
-        return 0, 1
-    overlaps = iou_voc(np.asarray(detection[2:], dtype=np.float64), truth.boxes)
-    best = int(np.argmax(overlaps))
-    if overlaps[best] <= iou_threshold:
-        return 0, 1
-    if truth.difficult[best]:
-        return 0, 0
-    if truth.matched[best]:
-        return 0, 1
-    truth.matched[best] = True
-    return 1, 0
+def iou_matrix(boxes: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``(k, g)`` IoU of each row of ``boxes`` with each row of ``gt``: row i equals
+    ``iou_voc(boxes[i], gt)`` exactly (same operations, broadcast)."""
+    box = boxes[:, None, :]
+    ixmin = np.maximum(gt[None, :, 0], box[..., 0])
+    iymin = np.maximum(gt[None, :, 1], box[..., 1])
+    ixmax = np.minimum(gt[None, :, 2], box[..., 2])
+    iymax = np.minimum(gt[None, :, 3], box[..., 3])
+    iw = np.maximum(ixmax - ixmin + 1.0, 0.0)
+    ih = np.maximum(iymax - iymin + 1.0, 0.0)
+    inter = iw * ih
+    union = ((box[..., 2] - box[..., 0] + 1.0) * (box[..., 3] - box[..., 1] + 1.0)
+             + (gt[None, :, 2] - gt[None, :, 0] + 1.0) * (gt[None, :, 3] - gt[None, :, 1] + 1.0)
+             - inter)
+    return inter / union
 
 
 def _check_detections(name: str, dets: ClassDetections, known_ids: set[str]) -> None:
@@ -174,6 +179,80 @@ def _check_detections(name: str, dets: ClassDetections, known_ids: set[str]) -> 
                             f"non-finite value: {det}")
 
 
+@dataclass(frozen=True)
+class RankedMatches:
+    """One class's detections in rank order (descending score, ties in input order), each
+    classified once: ``tp``/``fp`` are 0/1 floats (both 0: ignored, matched a difficult box),
+    ``image`` the index of its image in the annotations. ``npos_per_image`` counts each image's
+    non-difficult boxes of the class. A detection's status depends only on the higher-ranked
+    detections of its own image, which is what lets the bootstrap resample images as weights."""
+
+    name: str
+    image: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    npos_per_image: np.ndarray
+
+    @property
+    def npos(self) -> int:
+        """Non-difficult ground-truth boxes of the class over all images."""
+        return int(self.npos_per_image.sum())
+
+
+def ranked_matches(
+    annotations: Sequence[Annotation], dets: ClassDetections, name: str,
+    iou_threshold: float = 0.5,
+) -> RankedMatches:
+    """Rank the detections of class ``name`` and mark each TP, FP or ignored (VOC rules).
+
+    Image by image, in rank order: a best IoU at or below the threshold (or no ground truth) is
+    FP; a best match on a difficult box is ignored; on a box already matched, FP; else TP.
+    """
+    truth, _ = _ground_truth(annotations, name)
+    _check_detections(name, dets, set(truth))
+    index = {ann.image_id: i for i, ann in enumerate(annotations)}
+    npos_per_image = np.array([int((~truth[ann.image_id].difficult).sum())
+                               for ann in annotations], dtype=np.int64)
+    order = np.argsort(-np.array([float(d[1]) for d in dets], dtype=np.float64), kind="stable")
+    ranked = [dets[int(position)] for position in order]
+    image = np.array([index[d[0]] for d in ranked], dtype=np.int64)
+    boxes = np.array([d[2:] for d in ranked], dtype=np.float64).reshape(-1, 4)
+    tp = np.zeros(len(ranked))
+    fp = np.zeros(len(ranked))
+    by_image = np.argsort(image, kind="stable")   # rank order within each image
+    starts = np.flatnonzero(np.r_[True, image[by_image][1:] != image[by_image][:-1]])
+    for ranks in np.split(by_image, starts[1:]) if len(by_image) else []:
+        gt = truth[annotations[int(image[ranks[0]])].image_id]
+        if len(gt.boxes) == 0:
+            fp[ranks] = 1.0
+            continue
+        overlaps = iou_matrix(boxes[ranks], gt.boxes)
+        best = overlaps.argmax(axis=1)
+        best_iou = overlaps[np.arange(len(ranks)), best]
+        difficult = gt.difficult.tolist()
+        matched = [False] * len(difficult)
+        for rank, box, iou in zip(ranks.tolist(), best.tolist(), best_iou.tolist(), strict=True):
+            if iou <= iou_threshold:
+                fp[rank] = 1.0
+            elif difficult[box]:
+                continue
+            elif matched[box]:
+                fp[rank] = 1.0
+            else:
+                matched[box] = True
+                tp[rank] = 1.0
+    return RankedMatches(name, image, tp, fp, npos_per_image)
+
+
+def _curve(matches: RankedMatches) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative recall (NaN when npos is 0) and precision over ranked matches."""
+    npos = matches.npos
+    tp, fp = np.cumsum(matches.tp), np.cumsum(matches.fp)
+    recall = tp / npos if npos > 0 else np.full(len(tp), np.nan)
+    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    return recall, precision
+
+
 def class_pr(
     annotations: Sequence[Annotation], dets: ClassDetections, name: str,
     iou_threshold: float = 0.5,
@@ -182,18 +261,26 @@ def class_pr(
 
     Recall is NaN throughout when npos is 0.
     """
-    truth, npos = _ground_truth(annotations, name)
-    _check_detections(name, dets, set(truth))
-    order = np.argsort(-np.array([float(d[1]) for d in dets], dtype=np.float64), kind="stable")
-    tp = np.zeros(len(dets))
-    fp = np.zeros(len(dets))
-    for rank, index in enumerate(order):
-        det = dets[int(index)]
-        tp[rank], fp[rank] = _match(det, truth[det[0]], iou_threshold)
-    tp, fp = np.cumsum(tp), np.cumsum(fp)
-    recall = tp / npos if npos > 0 else np.full(len(dets), np.nan)
-    precision = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
-    return recall, precision, npos
+    matches = ranked_matches(annotations, dets, name, iou_threshold)
+    return (*_curve(matches), matches.npos)
+
+
+def match_classes(annotations: Sequence[Annotation], detections: Detections,
+                  classes: Sequence[str], iou_threshold: float = 0.5) -> list[RankedMatches]:
+    """:func:`ranked_matches` of every class in ``classes`` (missing from ``detections``: none).
+
+    A key of ``detections`` not in ``classes``, duplicate image ids, or a detection on an image
+    id not in ``annotations`` raises DataError.
+    """
+    extra = sorted(set(detections) - set(classes))
+    if extra:
+        raise DataError(f"detections for class {extra[0]!r}, which is not being evaluated "
+                        f"(classes: {', '.join(classes)})")
+    ids = [ann.image_id for ann in annotations]
+    if len(set(ids)) != len(ids):
+        raise DataError("annotations contain duplicate image ids")
+    return [ranked_matches(annotations, detections.get(name, []), name, iou_threshold)
+            for name in classes]
 
 
 def evaluate(
@@ -211,20 +298,14 @@ def evaluate(
     """
     if metric not in ("voc07", "all"):
         raise ValueError(f"metric must be 'voc07' or 'all', got {metric!r}")
-    extra = sorted(set(detections) - set(classes))
-    if extra:
-        raise DataError(f"detections for class {extra[0]!r}, which is not being evaluated "
-                        f"(classes: {', '.join(classes)})")
-    ids = [ann.image_id for ann in annotations]
-    if len(set(ids)) != len(ids):
-        raise DataError("annotations contain duplicate image ids")
     per_class: dict[str, float] = {}
     npos: dict[str, int] = {}
     counts: dict[str, int] = {}
-    for name in classes:
-        dets = detections.get(name, [])
-        recall, precision, npos[name] = class_pr(annotations, dets, name, iou_threshold)
-        counts[name] = len(dets)
+    for name, matches in zip(classes, match_classes(annotations, detections, classes,
+                                                    iou_threshold), strict=True):
+        recall, precision = _curve(matches)
+        npos[name] = matches.npos
+        counts[name] = len(matches.tp)
         per_class[name] = (voc_ap(recall, precision, metric == "voc07")
                            if npos[name] > 0 else math.nan)
     defined = [ap for ap in per_class.values() if not math.isnan(ap)]
@@ -341,6 +422,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-missing", action="store_true",
                         help="treat a missing class file as no detections")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+    parser.add_argument("--bootstrap", type=_positive_int, default=None, metavar="N",
+                        help="also print the mAP's 95%% interval from N bootstrap resamples of "
+                             "the test images (percentile interval)")
+    parser.add_argument("--compare", type=Path, default=None, metavar="OTHER_DETECTIONS_DIR",
+                        help="also print the paired bootstrap difference mAP(other) - mAP(main) "
+                             "with its 95%% interval (N from --bootstrap, default 1000)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the bootstrap resamples (default 0)")
     return parser
 
 
@@ -354,25 +443,63 @@ def _class_list(text: str | None, annotations: Sequence[Annotation]) -> list[str
     return classes
 
 
-def _run(args: argparse.Namespace) -> EvalResult:
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> tuple[EvalResult, dict[str, Any], list[str]]:
+    """Evaluate, then bootstrap / compare when asked: (result, extra JSON keys, extra lines)."""
+    from edgeprune.bootstrap import bootstrap_map, paired_difference
+
     ids = read_imageset(args.imageset)
     annotations = load_annotations(args.annotations, ids, check_images=False)
     classes = _class_list(args.classes, annotations)
     detections = read_detections(args.detections, classes, args.prefix, args.allow_missing)
-    return evaluate(annotations, detections, classes, args.metric, args.iou_threshold)
+    result = evaluate(annotations, detections, classes, args.metric, args.iou_threshold)
+    extra: dict[str, Any] = {}
+    lines: list[str] = []
+    if args.bootstrap is not None:
+        interval = bootstrap_map(annotations, detections, classes, args.metric,
+                                 args.iou_threshold, args.bootstrap, args.seed)
+        extra["mAP_ci95"] = [_json_float(v) for v in interval.ci95]
+        extra["bootstrap"] = {"resamples": interval.resamples, "seed": interval.seed,
+                              "method": interval.method}
+        lines.append(f"95% interval ({args.bootstrap} bootstrap resamples of "
+                     f"{len(annotations)} test images, seed {args.seed}): "
+                     f"[{interval.ci95[0]:.4f}, {interval.ci95[1]:.4f}]")
+    if args.compare is not None:
+        other = read_detections(args.compare, classes, args.prefix, args.allow_missing)
+        resamples = args.bootstrap or 1000
+        diff = paired_difference(annotations, detections, other, classes, args.metric,
+                                 args.iou_threshold, resamples, args.seed)
+        extra["compare"] = {"detections": str(args.compare), **diff.to_dict()}
+        verdict = ("significant (interval excludes 0)" if diff.significant
+                   else "within noise (interval holds 0)")
+        lines.append(f"compared with {args.compare}: mAP {diff.map_b:.4f}; paired difference "
+                     f"(other - main) {diff.diff:+.4f}, 95% interval "
+                     f"[{diff.ci95[0]:+.4f}, {diff.ci95[1]:+.4f}] ({resamples} resamples, "
+                     f"seed {args.seed}): {verdict}")
+    return result, extra, lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns 0 on success and 2 on a data error."""
     args = _parser().parse_args(argv)
     try:
-        result = _run(args)
+        result, extra, lines = _run(args)
         if args.json is not None:
-            write_json(args.json, result.to_dict())
+            write_json(args.json, {**result.to_dict(), **extra})
     except EdgepruneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_result(result))
+    print("\n".join([format_result(result), *lines]))
     return 0
 
 

@@ -10,12 +10,18 @@ Two things live here:
 
 TensorFlow is deliberately not imported: ``tf.lite.Interpreter`` is deprecated in favour of
 ``ai_edge_litert.interpreter``.
+
+Run as a module it compares models' latency (:func:`edgeprune.compare.main`)::
+
+    python -m edgeprune.latency compare MODEL_A MODEL_B [MODEL ...] [--target NAME]
+        [--seconds S] [--threads N] [--seed N] [--json PATH] [--config PATH]
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -342,3 +348,14 @@ def time_tflite_host(
         "stats": summarize(samples).to_dict(),
         "samples_ms": samples,
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line (``python -m edgeprune.latency compare ...``): see :mod:`edgeprune.compare`."""
+    from edgeprune.compare import main as compare_main
+
+    return compare_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

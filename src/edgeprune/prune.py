@@ -59,15 +59,41 @@ def prunable_layers(model: Any, layer_types: Sequence[str]) -> list[str]:
     return [layer.name for layer in model.layers if type(layer).__name__ in layer_types]
 
 
-def global_layer_sparsities(model: Any, names: Sequence[str], sparsity: float) -> dict[str, float]:
-    """Per-layer sparsities implied by one magnitude threshold over all ``names`` kernels."""
-    kernels = {n: np.abs(model.get_layer(n).get_weights()[0]).ravel() for n in names}
-    flat = np.concatenate(list(kernels.values()))
-    k = int(round(sparsity * flat.size))
-    if k == 0:
-        return {n: 0.0 for n in names}
-    threshold = np.partition(flat, k - 1)[k - 1]
-    return {n: float(np.mean(v <= threshold)) for n, v in kernels.items()}
+#: Highest sparsity the global scope gives one layer: tfmot refuses a target of 1.0, and a layer
+#: with no weight left would cut the network.
+MAX_LAYER_SPARSITY = 0.99
+
+
+def global_layer_sparsities(model: Any, names: Sequence[str], sparsity: float,
+                            max_layer: float = MAX_LAYER_SPARSITY) -> dict[str, float]:
+    """Per-layer targets implied by one magnitude threshold over all ``names`` kernels.
+
+    The ``round(sparsity * n)`` smallest-magnitude weights of all layers together are chosen
+    (ties broken by layer order, then position, so exactly that many are chosen whatever the
+    ties); each layer's target is the fraction of its own weights chosen. No layer gets more than
+    ``max_layer``: weights a full layer would lose beyond that go to the next-smallest weights of
+    the other layers, so the overall sparsity stays ``sparsity``."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ConfigError(f"sparsity {sparsity} outside [0, 1)")
+    kernels = [np.abs(model.get_layer(n).get_weights()[0]).ravel() for n in names]
+    sizes = np.asarray([k.size for k in kernels], dtype=np.int64)
+    caps = np.floor(sizes * max_layer).astype(np.int64)
+    k = int(round(sparsity * int(sizes.sum())))
+    if k > int(caps.sum()):
+        raise ConfigError(f"global sparsity {sparsity} needs more than {max_layer:.0%} of some "
+                          f"layer's weights; lower paper1.prune sparsities or use per_layer")
+    flat = np.concatenate(kernels)
+    layer_of = np.repeat(np.arange(len(names)), sizes)
+    order = np.argsort(flat, kind="stable")  # ascending magnitude; ties keep layer/position order
+    ranked_layer = layer_of[order]
+    # Rank of each weight within its own layer (0 = the layer's smallest) in the global order.
+    rank_in_layer = np.empty(order.size, dtype=np.int64)
+    for i in range(len(names)):
+        where = np.nonzero(ranked_layer == i)[0]
+        rank_in_layer[where] = np.arange(where.size)
+    eligible = np.nonzero(rank_in_layer < caps[ranked_layer])[0][:k]
+    chosen = np.bincount(ranked_layer[eligible], minlength=len(names))
+    return {n: float(chosen[i] / sizes[i]) for i, n in enumerate(names)}
 
 
 def schedule_steps(total_steps: int, cfg: PruneConfig) -> tuple[int, int]:

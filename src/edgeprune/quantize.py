@@ -1,9 +1,13 @@
 """Post-training conversion to TFLite: float32, float16, full-integer int8 and a sparse
 flatbuffer (``EXPERIMENTAL_SPARSITY``) so that pruning shows in the file size.
 
-Every mode converts the same frozen batch-1 graph of the deployment model
-(:func:`edgeprune.openvino_rt.freeze_detector`): converting a constant graph takes a few seconds,
-where converting the Keras object (which is first serialised to a SavedModel) takes ~20 s here."""
+Every mode converts the same frozen batch-1 graph (:func:`freeze_logits`): backbone and heads,
+ending at the box offsets ``loc`` and the class *logits* ``conf_logits``. The softmax runs on the
+host in float (:func:`edgeprune.detect.class_probabilities`), as anchor decoding and NMS already
+do: a softmax quantised to int8 has a fixed output step of 1/256, which would tie most scores of
+the int8 model and corrupt the ranking the mAP is computed from, while dequantised int8 logits
+give distinct float probabilities. Converting a constant graph takes a few seconds, where
+converting the Keras object (which is first serialised to a SavedModel) takes ~20 s here."""
 
 from __future__ import annotations
 
@@ -13,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeprune.errors import DataError
 from edgeprune.fileio import write_bytes
+from edgeprune.openvino_rt import FrozenDetector
+
+#: Output names of every converted flatbuffer.
+TFLITE_OUTPUTS: tuple[str, str] = ("loc", "conf_logits")
 
 DTYPES: tuple[str, ...] = ("float32", "float16", "int8", "sparse")
 
@@ -51,12 +60,67 @@ def converter_for(frozen: Any, dtype: str, representative: np.ndarray | None = N
     raise ValueError(f"unknown TFLite dtype {dtype!r}; expected one of {DTYPES}")
 
 
+def logits_model(model: Any) -> Any:
+    """The detector with outputs ``loc`` and ``conf_logits``: a training model as it is, or an
+    exported one (``conf`` = softmax layer) cut before its softmax."""
+    names = tuple(getattr(model, "output_names", ()))
+    if set(names) == set(TFLITE_OUTPUTS):
+        return model
+    if set(names) == {"loc", "conf"}:
+        from edgeprune.tfenv import setup
+
+        _, keras = setup()
+        loc = dict(zip(names, model.outputs, strict=True))["loc"]
+        logits = model.get_layer("conf").input
+        return keras.Model(model.inputs, {"loc": loc, "conf_logits": logits},
+                           name=f"{model.name}_logits")
+    raise DataError(f"detector outputs {list(names)}: expected loc with conf_logits or conf")
+
+
+def freeze_logits(model: Any) -> FrozenDetector:
+    """Freeze a detector (training or exported) into a batch-1 constant graph with outputs
+    ``loc`` and ``conf_logits``, checked against the Keras model on one random image."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    from edgeprune.tfenv import setup
+
+    tf, _ = setup()
+    net = logits_model(model)
+    h, w, c = (int(d) for d in net.inputs[0].shape[1:])
+    spec = tf.TensorSpec([1, h, w, c], tf.float32, name="image")
+    traced = tf.function(lambda image: net(image, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(traced)
+    graph_def = frozen.graph.as_graph_def()
+    input_name = frozen.inputs[0].name
+    output_names = [t.name for t in frozen.outputs]
+    structure = traced.structured_outputs
+
+    @tf.function(input_signature=[spec])
+    def serve(image: Any) -> Any:
+        outs = tf.graph_util.import_graph_def(graph_def, input_map={input_name: image},
+                                              return_elements=output_names, name="")
+        return tf.nest.pack_sequence_as(structure, outs)
+
+    module = tf.Module()
+    module.serve = serve
+    function = serve.get_concrete_function()
+    image = np.random.default_rng(0).uniform(0.0, 255.0, (1, h, w, c)).astype(np.float32)
+    got, want = function(image), net(image, training=False)
+    for name in TFLITE_OUTPUTS:
+        a, b = np.asarray(got[name]), np.asarray(want[name])
+        # Folding batch norm into the convolutions reorders float32 arithmetic (rounding noise).
+        scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-3 * scale):
+            raise DataError(f"frozen detector output {name!r} differs from the Keras model")
+    return FrozenDetector(function, module, (1, h, w, c))
+
+
 def convert(model: Any, dtype: str, out_path: str | Path,
             representative: np.ndarray | None = None) -> int:
-    """Convert a training or exported detector (or a frozen one) and write the flatbuffer
-    atomically; returns its size in bytes."""
-    from edgeprune.openvino_rt import freeze_detector
-
-    data = converter_for(freeze_detector(model), dtype, representative).convert()
+    """Convert a training or exported Keras detector and write the flatbuffer (outputs ``loc``
+    and ``conf_logits``) atomically; returns its size in bytes."""
+    data = converter_for(freeze_logits(model), dtype, representative).convert()
     write_bytes(out_path, data)
     return len(data)

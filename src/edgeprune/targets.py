@@ -9,6 +9,12 @@ offending key as ``targets.<name>.<key>`` and says what was expected.
 Two targets always exist unless overridden: ``host-litert`` (this machine, LiteRT Python
 interpreter) and ``host-openvino`` (this machine, OpenVINO on CPU). A config entry with one of
 those names is merged over the built-in spec, so ``host-openvino: {enabled: false}`` turns it off.
+A local target that sets no ``threads`` times with the config's top-level ``threads`` (2 when
+absent): LiteRT's Python interpreter would otherwise run a single thread.
+
+``seconds``, ``block_runs`` and ``blocks_per_group`` (with ``warmup``) drive the interleaved
+comparison timing of :mod:`edgeprune.compare`; ``runs`` is the number of timed runs of one
+``benchmark_model``/``benchmark_app`` invocation and of single-model timing.
 The JSON-schema counterpart of this module is the ``targets`` part of
 ``workflow/schemas/config.schema.yaml``.
 """
@@ -62,7 +68,9 @@ _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _SERIAL_RE = re.compile(r"^[A-Za-z0-9_.:][A-Za-z0-9_.:-]*$")
 
 _COMMON_KEYS = {"enabled", "transport", "runtime", "threads", "timeout_s", "retries", "warmup",
-                "runs"}
+                "runs", "seconds", "block_runs", "blocks_per_group"}
+#: Top-level ``threads`` when the config has none (config/config.yaml's value).
+DEFAULT_THREADS = 2
 _SSH_KEYS = {"host", "user", "port", "key_file", "strict_host_key_checking", "known_hosts"}
 _ALLOWED_KEYS = _COMMON_KEYS | _SSH_KEYS | {"serial", "binary", "device", "delegates", "workdir",
                                             "python"}
@@ -104,6 +112,9 @@ class Target:
     retries: int = 2
     warmup: int = 10
     runs: int = 50
+    seconds: float = 60.0
+    block_runs: int = 10
+    blocks_per_group: int = 4
 
     @property
     def address(self) -> str:
@@ -276,7 +287,7 @@ def _runtime_fields(spec: _Spec, transport: str, runtime: str) -> dict[str, Any]
     return fields
 
 
-def _parse_one(name: str, raw: Any) -> Target:
+def _parse_one(name: str, raw: Any, default_threads: int = DEFAULT_THREADS) -> Target:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ConfigError(
             f"targets.{name}: target names must match {_NAME_RE.pattern} (used in file names)"
@@ -297,11 +308,15 @@ def _parse_one(name: str, raw: Any) -> Target:
         transport=transport,
         runtime=runtime,
         enabled=spec.boolean("enabled", True),
-        threads=spec.integer("threads", None, 1, 1024),
+        threads=spec.integer("threads", default_threads if transport == "local" else None, 1,
+                             1024),
         timeout_s=spec.number("timeout_s", 600.0),
         retries=spec.integer("retries", 2, 0, 20),  # type: ignore[arg-type]
         warmup=spec.integer("warmup", 10, 0),  # type: ignore[arg-type]
         runs=spec.integer("runs", 50, 1),  # type: ignore[arg-type]
+        seconds=spec.number("seconds", 60.0),
+        block_runs=spec.integer("block_runs", 10, 1),  # type: ignore[arg-type]
+        blocks_per_group=spec.integer("blocks_per_group", 4, 1),  # type: ignore[arg-type]
         **_transport_fields(spec, transport),
         **_runtime_fields(spec, transport, runtime),
     )
@@ -310,9 +325,13 @@ def _parse_one(name: str, raw: Any) -> Target:
 def parse_targets(cfg: Mapping[str, Any] | None) -> dict[str, Target]:
     """Validate ``cfg["targets"]`` (the whole config mapping is passed) into Target objects.
 
-    Built-in targets are included and may be overridden key by key. Raises ConfigError naming
-    ``targets.<name>.<key>`` on the first invalid setting.
+    Built-in targets are included and may be overridden key by key. Local targets without
+    ``threads`` get the config's top-level ``threads`` (:data:`DEFAULT_THREADS` when absent).
+    Raises ConfigError naming ``targets.<name>.<key>`` on the first invalid setting.
     """
+    threads = (cfg or {}).get("threads", DEFAULT_THREADS)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads: expected an integer >= 1, got {threads!r}")
     section = (cfg or {}).get("targets")
     if section is None:
         section = {}
@@ -324,7 +343,7 @@ def parse_targets(cfg: Mapping[str, Any] | None) -> dict[str, Target]:
     for name, spec in section.items():
         base = merged.get(name)
         merged[name] = {**base, **spec} if base is not None and isinstance(spec, Mapping) else spec
-    return {name: _parse_one(name, spec) for name, spec in merged.items()}
+    return {name: _parse_one(name, spec, threads) for name, spec in merged.items()}
 
 
 def enabled_targets(targets: Mapping[str, Target]) -> dict[str, Target]:

@@ -48,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     bn_recalibration_images: int = 640
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optimizer: str = "adam"   # adam | sgd (with ``momentum``; paper 2's fine-tuning)
+    momentum: float = 0.9
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, base: float, min_frac: float) -> float:
@@ -135,7 +137,13 @@ def train(model: Any, data: DetectionData, anchors: np.ndarray, cfg: TrainConfig
     tf, keras = setup()
     if len(data) < cfg.batch_size:
         cfg = TrainConfig(**{**cfg.__dict__, "batch_size": max(1, len(data))})
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+    if cfg.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=cfg.learning_rate,
+                                         momentum=cfg.momentum)
+    elif cfg.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
     spe = steps_per_epoch(len(data), cfg.batch_size)
     total = spe * cfg.epochs
     warmup = int(cfg.warmup_epochs * spe)

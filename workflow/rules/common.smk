@@ -14,6 +14,7 @@ from edgeprune.cluster.settings import paper2_settings
 from edgeprune.errors import ConfigError
 from edgeprune.prune import variant_name
 from edgeprune.stages.devices import app_settings, device_resource
+from edgeprune.stages.paper1 import CONTROL as P1_CONTROL
 from edgeprune.stages.paper2 import figure_paths, report_figures
 from edgeprune.targets import enabled_targets, parse_targets
 
@@ -148,12 +149,6 @@ def tflite_targets():
     return [t for t in ENABLED_TARGETS if CONFIGURED_TARGETS[t].runtime in LITERT_RUNTIMES]
 
 
-def latency_results(archs, variants, dtypes, targets=None):
-    """Latency JSONs, one per enabled target (or `targets`) x arch x variant x dtype."""
-    return expand(f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
-                  target=ENABLED_TARGETS if targets is None else targets, arch=archs, variant=variants, dtype=dtypes)
-
-
 def app_results(archs, variants, dtypes, targets=None):
     """Application-FPS JSONs; adb targets are left out (no Python on the device)."""
     names = [t for t in (ENABLED_TARGETS if targets is None else targets) if CONFIGURED_TARGETS[t].transport != "adb"]
@@ -173,6 +168,8 @@ TIMING_CONSTRAINTS = {
 P1 = config["paper1"]
 P1_ARCH = P1["arch"]
 P1_LEVELS = {variant_name(s): s for s in P1["sparsities"]}
+# Table 1 rows: every sparsity level, then the fine-tuned unpruned control (paper1.control).
+P1_ROWS = {**P1_LEVELS, **({P1_CONTROL: 0.0} if P1["control"] else {})}
 P1_QUANT = [variant_name(s) for s in P1["quantize"]]
 P1_DTYPES = list(P1["dtypes"]) + (["sparse"] if P1["sparse_tflite"] else [])
 
@@ -183,9 +180,17 @@ def train_metrics_file(variant):
     return f"{RESULTS}/models/{P1_ARCH}/{variant}.{kind}.json"
 
 
+def table2_timing_models(wildcards):
+    """Table 2's converted models, timed together on one target by latency_compare; .tflite
+    for LiteRT runtimes, OpenVINO IR otherwise."""
+    litert = CONFIGURED_TARGETS[wildcards.target].runtime in LITERT_RUNTIMES
+    root, ext = (f"{RESULTS}/tflite", "tflite") if litert else (f"{RESULTS}/openvino", "xml")
+    return [f"{root}/{wildcards.arch}/{v}_{d}.{ext}" for v in P1_QUANT for d in P1_DTYPES]
+
+
 def table2_latency_inputs(wildcards=None):
-    """Latency JSONs of every converted model on every enabled TFLite-capable target."""
-    return latency_results([P1_ARCH], P1_QUANT, P1_DTYPES, tflite_targets())
+    """One interleaved comparison JSON per enabled TFLite-capable target."""
+    return expand(f"{RESULTS}/latency/{{target}}/{P1_ARCH}/table2.json", target=tflite_targets())
 
 
 def table2_app_inputs(wildcards=None):

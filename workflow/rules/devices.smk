@@ -1,6 +1,6 @@
-# Stage: edge devices. Latency of every converted model on each benchmark target (paper 1
-# Table 2, paper 2 Table II) and application FPS over a video (paper 2 Table III). Targets,
-# device resources and input functions: common.smk.
+# Stage: edge devices. Latency of paper 1's Table 2 models on each benchmark target, all models
+# of one target timed together in one interleaved job (edgeprune.compare), and application FPS
+# over a video. Targets, device resources and input functions: common.smk.
 
 
 rule demo_video:
@@ -20,27 +20,28 @@ rule demo_video:
         "../scripts/demo_video.py"
 
 
-rule latency:
+rule latency_compare:
     conda:
         "../../envs/edgeprune.yaml"
     input:
-        model=timing_model,
+        models=table2_timing_models,
     output:
-        json=f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
-        raw=f"{RESULTS}/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
+        json=f"{RESULTS}/latency/{{target}}/{{arch}}/table2.json",
+        raw=f"{RESULTS}/latency/{{target}}/{{arch}}/table2.log",
     params:
-        target=target_spec,
+        target=target_spec,  # includes seconds, block_runs, blocks_per_group, warmup, threads
+        settings=config_params("seed"),
     log:
-        f"{RESULTS}/logs/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.log",
+        f"{RESULTS}/logs/latency/{{target}}/{{arch}}/table2.log",
     benchmark:
-        f"{RESULTS}/benchmarks/latency/{{target}}/{{arch}}/{{variant}}_{{dtype}}.tsv"
+        f"{RESULTS}/benchmarks/latency/{{target}}/{{arch}}/table2.tsv"
     wildcard_constraints:
-        **TIMING_CONSTRAINTS,
+        target=TIMING_CONSTRAINTS["target"],
     threads: timing_threads
     resources:
         **device_resources(),
     script:
-        "../scripts/latency.py"
+        "../scripts/latency_compare.py"
 
 
 rule app_fps:

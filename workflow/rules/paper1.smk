@@ -20,7 +20,7 @@ rule prune:
     benchmark:
         f"{RESULTS}/benchmarks/prune/{{arch}}/{{variant}}.tsv"
     wildcard_constraints:
-        variant="prune[0-9p]+",
+        variant=f"prune[0-9p]+|{P1_CONTROL}",
     threads: THREADS
     script:
         "../scripts/prune.py"
@@ -53,9 +53,11 @@ rule table1:
     conda:
         "../../envs/edgeprune.yaml"
     input:
-        models=[f"{RESULTS}/models/{P1_ARCH}/{v}.keras" for v in P1_LEVELS],
-        metrics=[train_metrics_file(v) for v in P1_LEVELS],
-        evals=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras.json" for v in P1_LEVELS],
+        data_ready,
+        models=[f"{RESULTS}/models/{P1_ARCH}/{v}.keras" for v in P1_ROWS],
+        metrics=[train_metrics_file(v) for v in P1_ROWS],
+        evals=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras.json" for v in P1_ROWS],
+        detections=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras_detections" for v in P1_ROWS],
     output:
         report(f"{RESULTS}/table1.csv", category="Paper 1", caption="../report/table1.rst"),
     log:
@@ -63,7 +65,9 @@ rule table1:
     benchmark:
         f"{RESULTS}/benchmarks/report/table1.tsv"
     params:
-        sparsities=list(P1_LEVELS.values()),
+        variants=list(P1_ROWS),
+        sparsities=list(P1_ROWS.values()),
+        settings=config_params("seed", "data.test_sets", "evaluation"),
     script:
         "../scripts/table1.py"
 
@@ -72,6 +76,7 @@ rule table2:
     conda:
         "../../envs/edgeprune.yaml"
     input:
+        data_ready,
         keras_evals=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras.json" for v in P1_QUANT],
         models=[f"{RESULTS}/models/{P1_ARCH}/{v}.keras" for v in P1_QUANT],
         tflite=[f"{RESULTS}/tflite/{P1_ARCH}/{v}_{d}.tflite" for v in P1_QUANT for d in P1_DTYPES],
@@ -89,6 +94,7 @@ rule table2:
     params:
         variants=P1_QUANT,
         dtypes=P1_DTYPES,
+        settings=config_params("seed", "data.test_sets", "evaluation"),
     script:
         "../scripts/table2.py"
 

@@ -20,7 +20,8 @@ rule p2_sweep_build:
         points=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/points.json",
     params:
         settings=p2_params("accuracy", "eval_images", "targets"),
-        sweep=lambda wc: json.dumps([P2.sweep.step, P2.sweep.min_filters]),
+        sweep=p2_params("sweep.step", "sweep.min_filters", "sweep.max_removed",
+                        "sweep.isolated"),
     log:
         f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_build.log",
     benchmark:
@@ -42,7 +43,7 @@ rule p2_sweep_time:
         csv=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/{{target}}.csv",
         raw=directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/raw_{{target}}"),
     params:
-        timing=lambda wc: json.dumps([P2.sweep.warmup, P2.sweep.runs, P2.sweep.passes]),
+        timing=p2_params("sweep.timing"),
         target=target_spec,
     log:
         f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_{{target}}.log",
@@ -130,7 +131,7 @@ rule p2_whole_time:
         csv=f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv",
         raw=directory(f"{P2_ROOT}/whole/{{arch}}/raw_{{target}}"),
     params:
-        timing=lambda wc: json.dumps([P2.whole.warmup, P2.whole.runs, P2.whole.passes]),
+        timing=p2_params("whole.timing"),
         app=p2_params("app_fps", "tables"),
         target=target_spec,
     log:

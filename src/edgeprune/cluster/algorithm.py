@@ -5,7 +5,9 @@
 * Cluster pruning ranks filters *within* each layer, cuts that ranking into consecutive groups
   of the layer's cluster size ``P_l`` (the most important ``K_l mod P_l`` filters form no group
   and are never removed), scores each group by its mean θ_MW, and removes whole groups in
-  ascending order of that score across the network.
+  ascending order of that score across the network. With a detected phase ``r_l`` (the
+  hardware prefers ``filters left ≡ r_l (mod P_l)``) the layer's first group is the
+  ``(K_l - r_l) mod P_l`` least important filters instead, so every pruned width is aligned.
 
 Both respect a floor of filters left per layer: a filter or group whose removal would go below
 it is skipped, and the next one in the ranking is taken instead.
@@ -32,21 +34,30 @@ class Group:
     score: float
 
 
-def cluster_groups(scores: Mapping[str, np.ndarray], sizes: Mapping[str, int]) -> list[Group]:
+def cluster_groups(scores: Mapping[str, np.ndarray], sizes: Mapping[str, int],
+                   phases: Mapping[str, int | None] | None = None) -> list[Group]:
     """Algorithm 1: the groups of every layer, least important first.
 
     Within a layer the filters are sorted by ascending θ_MW and grouped ``P_l`` at a time while
-    a full group remains. Groups are then ranked network-wide by mean θ_MW; equal scores keep
-    layer order, then ranking order (deterministic).
+    a full group remains. With a phase ``r`` for the layer (``phases[layer]``, not None) the
+    first group is the ``(K - r) mod P`` least important filters (none when already aligned),
+    so that removing groups in order leaves ``K - (K - r) mod P, … ≡ r (mod P)`` filters;
+    without one (default) the most important ``K mod P`` filters form no group, as in the
+    paper. Groups are then ranked network-wide by mean θ_MW; equal scores keep layer order,
+    then ranking order (deterministic).
     """
+    phases = phases or {}
     groups: list[Group] = []
     for layer, s in scores.items():
         p = int(sizes[layer])
         if p < 1:
             raise ValueError(f"cluster size of layer {layer!r} must be >= 1, got {p}")
         ranked = ascending_order(s)
-        for i in range(0, len(ranked) - p + 1, p):
-            idx = ranked[i:i + p]
+        r = phases.get(layer)
+        first = (len(ranked) - int(r)) % p if r is not None else 0
+        cuts = ([ranked[:first]] if first else []) + [
+            ranked[i:i + p] for i in range(first, len(ranked) - p + 1, p)]
+        for idx in cuts:
             groups.append(Group(layer, tuple(sorted(int(j) for j in idx)),
                                 float(np.mean(s[idx]))))
     return sorted(groups, key=lambda g: g.score)

@@ -1,8 +1,9 @@
-"""Measurements shared by the paper-2 stages: VOC mAP of any runner on the test split, the
-timing of a model file on a target, and application frame rate (end to end per frame)."""
+"""Measurements shared by the paper-2 stages: VOC mAP of any runner on the test split and the
+interleaved timing of all models of one comparison on a target (:mod:`edgeprune.compare`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,8 @@ from edgeprune.boxes import PostprocessConfig
 from edgeprune.cluster.settings import ACCURACY_MODES
 from edgeprune.dataset import load_sets
 from edgeprune.detect import Runner, make_runner, run_batched, to_detections
-from edgeprune.devices.bench import run_benchmark
 from edgeprune.evaluate import evaluate
+from edgeprune.fileio import write_json
 from edgeprune.targets import Target
 from edgeprune.voc import Annotation, load_images
 
@@ -84,38 +85,43 @@ def map_for(row: Mapping[str, Any], fmt: str) -> float:
     return float(row.get(f"mAP_{fmt}", row.get("mAP_keras", float("nan"))))
 
 
-def time_model(target: Target, path: Path, raw_log: Path, warmup: int,
-               runs: int) -> dict[str, Any]:
-    """Latency of one model file on ``target`` through the project's one timing entry point;
-    returns the LatencyStats fields (ms)."""
-    return dict(run_benchmark(target, path, raw_log, warmup=warmup, runs=runs)["stats"])
+def compare_models(target: Target, paths: Sequence[Path], settings: Any, raw_dir: Path,
+                   name: str, log: Callable[[str], None] | None = None) -> Any:
+    """Time every model file of one comparison (a sweep's points, one architecture's whole-model
+    steps) together on ``target``, interleaved, through :func:`edgeprune.compare.
+    compare_on_target` (``settings``: a ``CompareSettings``). Model 0 is the reference of the
+    paired differences. The raw timing goes to ``<raw_dir>/<name>.log`` and the summary (every
+    model's median, interval and block medians, every difference) to ``<raw_dir>/<name>.json``.
+    Returns the :class:`edgeprune.compare.Comparison`."""
+    from edgeprune.compare import compare_on_target
+
+    raw_dir = Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    if log:
+        log(f"timing {len(paths)} models on {target.name}, interleaved, for about "
+            f"{settings.seconds:g} s (seed {settings.seed})")
+    comparison = compare_on_target(target, [Path(p) for p in paths], settings,
+                                   raw_dir / f"{name}.log")
+    write_json(raw_dir / f"{name}.json", comparison.to_dict())
+    if log:
+        log(f"{name} on {target.name}: {len(comparison.raw.get('groups', []))} groups")
+    return comparison
 
 
-LATENCY_FIELDS = ("median_ms", "mean_ms", "p90_ms", "std_ms", "min_ms", "max_ms")
-
-
-def time_models(target: Target, paths: Sequence[Path], raw_dir: Path, warmup: int, runs: int,
-                passes: int, seed: int,
-                log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Time every model file on ``target`` in ``passes`` passes, each in a fresh random order
-    (seeded), so slow drift of a shared machine spreads over all points instead of looking like
-    a trend or a step. Each statistic is the median over passes of that pass's value; the
-    per-pass medians are kept under ``pass_medians_ms``."""
-    if passes < 1:
-        raise ValueError(f"passes must be >= 1, got {passes}")
-    rng = np.random.default_rng(seed)
-    per_file: list[list[dict[str, Any]]] = [[] for _ in paths]
-    for p in range(passes):
-        for i in rng.permutation(len(paths)):
-            path = Path(paths[i])
-            raw = Path(raw_dir) / f"{path.parent.name}_{path.stem}_p{p + 1}.log"
-            per_file[i].append(time_model(target, path, raw, warmup, runs))
-        if log:
-            log(f"timing pass {p + 1}/{passes} on {target.name} done ({len(paths)} models)")
-    out = []
-    for stats in per_file:
-        agg = {k: float(np.median([s[k] for s in stats])) if all(
-            s.get(k) is not None for s in stats) else None for k in LATENCY_FIELDS}
-        agg["pass_medians_ms"] = [s["median_ms"] for s in stats]
-        out.append(agg)
-    return out
+def latency_columns(comparison: Any, index: int) -> dict[str, Any]:
+    """CSV columns of model ``index`` of a comparison: median and 95 % interval (ms), the block
+    medians (JSON, groups x blocks) and the paired difference to model 0 (%, interval,
+    significant; 0 for model 0 itself)."""
+    m = comparison.models[index]
+    row: dict[str, Any] = {
+        "latency_median_ms": m.median_ms, "latency_ci95_lo_ms": m.ci95_ms[0],
+        "latency_ci95_hi_ms": m.ci95_ms[1],
+        "latency_block_medians_ms": json.dumps(m.block_medians_ms)}
+    if index == 0:
+        row.update(diff_pct=0.0, diff_ci95_lo_pct=0.0, diff_ci95_hi_pct=0.0,
+                   diff_significant=False)
+    else:
+        d = comparison.differences[index - 1]
+        row.update(diff_pct=d.diff_pct, diff_ci95_lo_pct=d.ci95_pct[0],
+                   diff_ci95_hi_pct=d.ci95_pct[1], diff_significant=d.significant)
+    return row

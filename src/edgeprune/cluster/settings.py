@@ -23,6 +23,9 @@ from edgeprune.targets import Target, parse_targets
 #: How sweep and pruning points get their mAP: once on the Keras model, or per converted file.
 ACCURACY_MODES = ("keras", "per_format")
 
+#: Fine-tuning optimisers: Adam (the base training's) or SGD with momentum (the paper's Caffe).
+OPTIMIZERS = ("adam", "sgd")
+
 DEFAULTS: dict[str, Any] = {
     "archs": ["ssd_mobilenet_v1", "ssd_squeezenet"],
     "targets": ["host-openvino", "host-litert"],
@@ -30,17 +33,18 @@ DEFAULTS: dict[str, Any] = {
     "eval_images": 50,
     "sweep": {
         "layers": {
-            "ssd_mobilenet_v1": ["conv1"],
-            "ssd_squeezenet": ["fire2_expand3x3"],
+            "ssd_mobilenet_v1": ["conv11"],
+            "ssd_squeezenet": ["fire8_expand3x3"],
         },
-        "step": 2,
+        "step": 4,
         "min_filters": 2,
-        "warmup": 5,
-        "runs": 200,
-        "passes": 2,
+        "max_removed": 64,
+        "isolated": {"enabled": True, "step": 1},
+        "timing": {"seconds": 15.0, "block_runs": 10, "blocks_per_group": 8, "warmup": 5,
+                   "min_groups": 6},
     },
-    "period": {"max_period": 16, "min_cycles": 3, "alpha": 0.01, "permutations": 400,
-               "harmonic_ratio": 0.85},
+    "period": {"max_period": 32, "min_cycles": 3, "alpha": 0.01, "permutations": 400,
+               "harmonic_ratio": 0.85, "min_step_pct": 2.0},
     "cluster": {"size": 8, "size_from": "host-openvino"},
     "whole": {
         "layers": {
@@ -50,14 +54,34 @@ DEFAULTS: dict[str, Any] = {
         "measure_every": 8,
         "steps": 2,
         "min_filters": 8,
-        "warmup": 5,
-        "runs": 200,
-        "passes": 2,
-        "finetune": {"enabled": True, "updates": 10, "lr_factor": 0.05},
+        "timing": {"seconds": 20.0, "block_runs": 10, "blocks_per_group": 4, "warmup": 5,
+                   "min_groups": 6},
+        "finetune": {"enabled": True, "updates": 10, "lr_factor": 0.1, "optimizer": "sgd",
+                     "momentum": 0.9},
     },
     "tables": {"step": -1, "finetuned": False},
-    "app_fps": {"frames": 100, "warmup": 10},
+    "app_fps": {"frames": 100, "warmup": 10, "passes": 3},
 }
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    """One interleaved comparison (:mod:`edgeprune.compare`): its time budget, timed runs per
+    block, blocks per group of fresh instances, warm-up calls per instance, minimum groups."""
+
+    seconds: float
+    block_runs: int
+    blocks_per_group: int
+    warmup: int
+    min_groups: int
+
+    def compare_settings(self, seed: int) -> Any:
+        """The :class:`edgeprune.compare.CompareSettings` of these settings and ``seed``."""
+        from edgeprune.compare import CompareSettings
+
+        return CompareSettings(seconds=self.seconds, block_runs=self.block_runs,
+                               blocks_per_group=self.blocks_per_group, warmup=self.warmup,
+                               min_groups=self.min_groups, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -67,18 +91,22 @@ class SweepSettings:
     layers: dict[str, list[str]]
     step: int
     min_filters: int
-    warmup: int
-    runs: int
-    passes: int
+    max_removed: int | None
+    isolated: bool
+    isolated_step: int
+    timing: TimingSettings
 
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """Fine-tuning after each pruning step: optimiser updates and learning-rate factor."""
+    """Fine-tuning after each pruning step: optimiser updates, learning-rate factor, optimiser
+    (``adam`` | ``sgd``) and SGD momentum."""
 
     enabled: bool
     updates: int
     lr_factor: float
+    optimizer: str = "sgd"
+    momentum: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -89,9 +117,7 @@ class WholeSettings:
     measure_every: int
     steps: int
     min_filters: int
-    warmup: int
-    runs: int
-    passes: int
+    timing: TimingSettings
     finetune: FinetuneSettings
 
 
@@ -112,6 +138,7 @@ class Paper2Settings:
     table_finetuned: bool
     app_frames: int
     app_warmup: int
+    app_passes: int
 
 
 def _merge(base: Any, over: Any) -> Any:
@@ -136,6 +163,25 @@ def _number(raw: Mapping[str, Any], key: str, path: str, lo: float, hi: float) -
         raise ConfigError(f"config key '{path}.{key}': expected a number in ({lo}, {hi}], "
                           f"got {value!r}")
     return float(value)
+
+
+def _momentum(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"config key 'paper2.whole.finetune.momentum': expected a number in "
+                          f"[0, 1), got {value!r}")
+    return float(value)
+
+
+def _timing(raw: Any, path: str) -> TimingSettings:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config key '{path}': expected a mapping")
+    return TimingSettings(
+        seconds=_number(raw, "seconds", path, 0.0, 86400.0),
+        block_runs=_int(raw, "block_runs", path, 1),
+        blocks_per_group=_int(raw, "blocks_per_group", path, 1),
+        warmup=_int(raw, "warmup", path, 0),
+        min_groups=_int(raw, "min_groups", path, 2),
+    )
 
 
 def expand_layers(arch: str, patterns: Any, key: str) -> list[str]:
@@ -218,13 +264,16 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
     raw = raw_section(config)
     archs = _archs(config, raw["archs"], "archs" in (config.get("paper2") or {}))
     sw, pe, wh, ft = raw["sweep"], raw["period"], raw["whole"], raw["whole"]["finetune"]
+    iso = sw["isolated"]
     sweep = SweepSettings(
         layers=_layers(sw["layers"], archs, "paper2.sweep.layers"),
         step=_int(sw, "step", "paper2.sweep", 1),
         min_filters=_int(sw, "min_filters", "paper2.sweep", 1),
-        warmup=_int(sw, "warmup", "paper2.sweep", 0),
-        runs=_int(sw, "runs", "paper2.sweep", 1),
-        passes=_int(sw, "passes", "paper2.sweep", 1),
+        max_removed=None if sw["max_removed"] is None else _int(sw, "max_removed",
+                                                                  "paper2.sweep", 1),
+        isolated=bool(iso["enabled"]),
+        isolated_step=_int(iso, "step", "paper2.sweep.isolated", 1),
+        timing=_timing(sw["timing"], "paper2.sweep.timing"),
     )
     period = PeriodSettings(
         max_period=_int(pe, "max_period", "paper2.period", 2),
@@ -232,20 +281,24 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
         alpha=_number(pe, "alpha", "paper2.period", 0.0, 0.5),
         permutations=_int(pe, "permutations", "paper2.period", 20),
         harmonic_ratio=_number(pe, "harmonic_ratio", "paper2.period", 0.0, 1.0),
+        min_step_pct=_number(pe, "min_step_pct", "paper2.period", 0.0, 100.0),
         seed=int(config.get("seed", 0)),
     )
+    if ft["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(f"config key 'paper2.whole.finetune.optimizer': expected one of "
+                          f"{OPTIMIZERS}, got {ft['optimizer']!r}")
     whole = WholeSettings(
         layers=_layers(wh["layers"], archs, "paper2.whole.layers"),
         measure_every=_int(wh, "measure_every", "paper2.whole", 1),
         steps=_int(wh, "steps", "paper2.whole", 1),
         min_filters=_int(wh, "min_filters", "paper2.whole", 1),
-        warmup=_int(wh, "warmup", "paper2.whole", 0),
-        runs=_int(wh, "runs", "paper2.whole", 1),
-        passes=_int(wh, "passes", "paper2.whole", 1),
+        timing=_timing(wh["timing"], "paper2.whole.timing"),
         finetune=FinetuneSettings(
             enabled=bool(ft["enabled"]),
             updates=_int(ft, "updates", "paper2.whole.finetune", 1),
             lr_factor=_number(ft, "lr_factor", "paper2.whole.finetune", 0.0, 10.0),
+            optimizer=str(ft["optimizer"]),
+            momentum=_momentum(ft["momentum"]),
         ),
     )
     targets = _targets(config, raw["targets"])
@@ -272,5 +325,6 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
         table_step=step, table_finetuned=bool(tables["finetuned"]),
         app_frames=_int(raw["app_fps"], "frames", "paper2.app_fps", 1),
         app_warmup=_int(raw["app_fps"], "warmup", "paper2.app_fps", 0),
+        app_passes=_int(raw["app_fps"], "passes", "paper2.app_fps", 1),
     )
 

@@ -15,7 +15,7 @@ to reach the next multiple of ``measure_every`` filters. Two series per method:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from edgeprune.cluster.algorithm import (
@@ -28,6 +28,7 @@ from edgeprune.cluster.algorithm import (
     take_groups,
 )
 from edgeprune.cluster.importance import layer_scores
+from edgeprune.cluster.period import most_common
 from edgeprune.cluster.surgery import prune_filters
 from edgeprune.errors import ConfigError
 from edgeprune.models import DetectorSpec, resolve_widths
@@ -38,13 +39,16 @@ METHODS: tuple[str, ...] = ("filter", "cluster")
 
 @dataclass(frozen=True)
 class WholePlan:
-    """Layers to prune, their cluster sizes, the per-layer floor and the measuring grid."""
+    """Layers to prune, their cluster sizes, the per-layer floor and the measuring grid;
+    ``phases`` aligns a layer's clusters to ``left ≡ phase (mod size)`` (missing / None:
+    Algorithm 1 as in the paper, see :func:`~edgeprune.cluster.algorithm.cluster_groups`)."""
 
     layers: list[str]
     sizes: dict[str, int]
     min_left: int
     every: int
     steps: int
+    phases: dict[str, int | None] = field(default_factory=dict)
 
 
 def _widths(spec: DetectorSpec, layers: list[str]) -> dict[str, int]:
@@ -54,7 +58,8 @@ def _widths(spec: DetectorSpec, layers: list[str]) -> dict[str, int]:
 
 def _groups(model: Any, spec: DetectorSpec, plan: WholePlan) -> list[Any]:
     scores = layer_scores(model, plan.layers)
-    return group_schedule(cluster_groups(scores, plan.sizes), _widths(spec, plan.layers),
+    return group_schedule(cluster_groups(scores, plan.sizes, plan.phases),
+                          _widths(spec, plan.layers),
                           plan.min_left)
 
 
@@ -129,10 +134,18 @@ def run_series(base: Any, spec: DetectorSpec, plan: WholePlan, method: str,
     return rows
 
 
-def layer_sizes(layers: list[str], found: Mapping[str, int], default: int,
-                override: str | int | Mapping[str, int]) -> dict[str, int]:
+def default_size(found: Mapping[str, int]) -> int:
+    """Cluster size for layers without a sweep: the most common detected size (> 1) among the
+    swept layers (ties: the smaller; 1 when no swept layer has one). Layers whose sweep found
+    no period do not vote: on a short sweep that is often a lack of power, not evidence."""
+    return most_common([int(v) for v in found.values() if int(v) > 1]) or 1
+
+
+def layer_sizes(layers: list[str], found: Mapping[str, int], default: int | None = None,
+                override: str | int | Mapping[str, int] = "auto") -> dict[str, int]:
     """Cluster size per pruned layer: the config override if any, else the size found by the
-    layer's own sweep, else ``default`` (the LCM over the swept layers)."""
+    layer's own sweep, else ``default`` (None: :func:`default_size` of ``found``)."""
+    fallback = default_size(found) if default is None else int(default)
     out = {}
     for layer in layers:
         if isinstance(override, int):
@@ -140,5 +153,27 @@ def layer_sizes(layers: list[str], found: Mapping[str, int], default: int,
         elif isinstance(override, Mapping) and layer in override:
             out[layer] = int(override[layer])
         else:
-            out[layer] = int(found.get(layer, default))
+            out[layer] = int(found.get(layer, fallback))
+    return out
+
+
+def layer_phases(layers: list[str], sizes: Mapping[str, int], found: Mapping[str, int],
+                 found_phases: Mapping[str, int | None]) -> dict[str, int | None]:
+    """Phase per pruned layer, to align its clusters (``left ≡ phase (mod size)``).
+
+    A swept layer keeps the phase detected for it when its size is the detected one; a layer
+    without a sweep takes the most common phase (ties: the smaller) among the swept layers
+    whose detected size equals its size. Otherwise (an override to another size, no phase
+    detected) None: Algorithm 1 unaligned, as in the paper.
+    """
+    out: dict[str, int | None] = {}
+    for layer in layers:
+        size = int(sizes[layer])
+        if layer in found:
+            r = found_phases.get(layer)
+            out[layer] = int(r) % size if r is not None and int(found[layer]) == size else None
+        else:
+            same = [int(found_phases[k]) % size for k, v in found.items()
+                    if int(v) == size and found_phases.get(k) is not None]
+            out[layer] = most_common(same)
     return out

@@ -16,15 +16,22 @@
 
 The tool's stdout and stderr are kept verbatim in ``raw_log`` (written atomically, also when the
 tool fails) so that a result can always be traced back to what the device printed.
+
+Interleaved comparisons of several models (:mod:`edgeprune.compare`) come through
+:func:`compare_with_runner` (``remote_runner.py --compare``: every model timed in one process,
+fresh instances per group) and :func:`interleave_tool` (``benchmark_model``/``benchmark_app``:
+one invocation per model and group, in a seeded random order).
 """
 
 from __future__ import annotations
 
+import random
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,7 +47,8 @@ from .parsers import (
 )
 from .transport import CommandResult, Transport, local_sha256, transport_for
 
-__all__ = ["REMOTE_RUNNER", "run_benchmark"]
+__all__ = ["REMOTE_RUNNER", "compare_identity", "compare_with_runner", "interleave_tool",
+           "run_benchmark"]
 
 REMOTE_RUNNER = Path(__file__).with_name("remote_runner.py")
 
@@ -53,6 +61,9 @@ class _Context:
     warmup: int
     runs: int
     pushed: list[str] = field(default_factory=list)
+    #: (local path, remote path) already staged this session; shared by the contexts of one
+    #: comparison so that each file is checked and copied once.
+    staged: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -89,6 +100,9 @@ def _stage(ctx: _Context, local: Path, *remote_parts: str) -> str:
     if ctx.target.transport == "local":
         return str(local)
     remote = _remote_path(ctx, *remote_parts)
+    if (str(local), remote) in ctx.staged:
+        return remote
+    ctx.staged.add((str(local), remote))
     digest = local_sha256(local)
     if digest is None:
         raise FileNotFoundError(f"cannot stage {local}: no such file")
@@ -144,8 +158,10 @@ def _flag(value: bool) -> str:
 def _exec_benchmark_model(ctx: _Context) -> _Execution:
     target = ctx.target
     binary = _local_binary(target)
+    first = (target.transport != "local"
+             and (str(binary), _remote_path(ctx, "benchmark_model")) not in ctx.staged)
     remote_binary = _stage(ctx, binary, "benchmark_model")
-    if target.transport != "local":
+    if first:
         chmod = ctx.transport.run(["chmod", "755", remote_binary], timeout=60)
         if chmod.rc != 0:
             raise ctx.transport.error(f"chmod {remote_binary} failed: {chmod.output.strip()}")
@@ -340,3 +356,130 @@ def run_benchmark(
         **execution.extra,
     }
 
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def compare_identity(identity: dict[str, Any], target: Target, runtime: str | None,
+                     runtime_version: str | None, threads_used: int | None) -> dict[str, Any]:
+    """A comparison's identity: the machine's, plus runtime and version, the threads asked for
+    (``threads``) and actually used (``threads_used``; the runtime's report where it gives one),
+    delegates and OpenVINO device."""
+    return {**identity, "runtime": runtime, "runtime_version": runtime_version,
+            "threads": target.threads, "threads_used": threads_used,
+            "delegates": asdict(target.delegates) if target.delegates else None,
+            "openvino_device": target.device}
+
+
+def _check_compare(target: Target, models: Sequence[Path]) -> None:
+    for model in models:
+        _check_request(target, model, 0, 1)
+
+
+def compare_with_runner(target: Target, models: Sequence[str | Path], raw_log: str | Path, *,
+                        warmup: int, seconds: float, block_runs: int, blocks_per_group: int,
+                        min_groups: int, max_groups: int, seed: int
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``remote_runner.py --compare`` on a litert-python/openvino target (staged like
+    :func:`run_benchmark`); keep its output in ``raw_log``.
+
+    Returns ``(raw, identity)``: the runner's :func:`~edgeprune.devices.remote_runner.interleave`
+    output and :func:`compare_identity`. The command may run ``seconds`` beyond the target's
+    ``timeout_s``.
+    """
+    paths = [Path(m) for m in models]
+    _check_compare(target, paths)
+    assert target.python is not None
+    ctx = _Context(target, transport_for(target), paths[0], warmup, 1)
+    script = _stage(ctx, REMOTE_RUNNER, "remote_runner.py")
+    runtime = "litert" if target.runtime == "litert-python" else "openvino"
+    argv = [target.python, script, "--runtime", runtime, "--compare"]
+    for path in paths:
+        argv += ["--model", _stage_model(replace(ctx, model=path))]
+    argv += ["--warmup", str(warmup), "--seconds", str(seconds), "--block-runs", str(block_runs),
+             "--blocks-per-group", str(blocks_per_group), "--min-groups", str(min_groups),
+             "--max-groups", str(max_groups), "--seed", str(seed)]
+    if target.threads is not None:
+        argv += ["--threads", str(target.threads)]
+    if target.delegates is not None and not target.delegates.xnnpack:
+        argv.append("--no-xnnpack")
+    if target.device is not None:
+        argv += ["--device", target.device]
+    result = ctx.transport.run(argv, timeout=target.timeout_s + seconds)
+    write_text(raw_log, f"$ {shlex.join(argv)}\n{result.stdout}{result.stderr}")
+    if result.rc != 0:
+        raise ctx.transport.error(f"remote_runner.py --compare exited with status {result.rc}; "
+                                  f"output kept in {raw_log}")
+    payload = last_json_line(result.stdout, "interleave")
+    if payload is None:
+        raise ctx.transport.error(f"remote_runner.py printed no comparison result (raw output in "
+                                  f"{raw_log})")
+    identity = compare_identity(dict(ctx.transport.identity()), target, payload.get("runtime"),
+                                payload.get("runtime_version"), payload.get("threads_used"))
+    identity.update(command=shlex.join(argv), pushed=ctx.pushed, python=payload.get("python"))
+    return payload["interleave"], identity
+
+
+def interleave_tool(target: Target, models: Sequence[str | Path], raw_log: str | Path, *,
+                    warmup: int, runs: int, seconds: float, min_groups: int, max_groups: int,
+                    seed: int, clock: Callable[[], float] = time.monotonic,
+                    progress: Callable[[int, float], None] | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Interleave ``benchmark_model``/``benchmark_app`` invocations of several models.
+
+    Each group runs every model once (one invocation of ``warmup`` + ``runs`` runs, a fresh
+    process and so a fresh instance) in a seeded random order; the tool's median (its average
+    where a build prints no median) is the group's single block median. Groups repeat until
+    ``seconds`` of ``clock`` (s) passed and ``min_groups`` ran, or ``max_groups`` ran. Every
+    invocation's output goes to ``raw_log``. Returns ``(raw, identity)`` in the format of
+    :func:`~edgeprune.devices.remote_runner.interleave`.
+    """
+    paths = [Path(m) for m in models]
+    _check_compare(target, paths)
+    execute, measure = _RUNTIMES[target.runtime]
+    base = _Context(target, transport_for(target), paths[0], warmup, runs)
+    contexts = [replace(base, model=path) for path in paths]
+    rng = random.Random(seed)
+    log: list[str] = []
+    groups: list[dict[str, Any]] = []
+    statistics: set[str] = set()
+    measurement: _Measurement | None = None
+    start = clock()
+    elapsed = 0.0
+    while len(groups) < max_groups and (len(groups) < min_groups or elapsed < seconds):
+        order = list(range(len(paths)))
+        rng.shuffle(order)
+        medians = [0.0] * len(paths)
+        for i in order:
+            execution = execute(contexts[i])
+            out = execution.result.stdout + execution.result.stderr
+            log.append(f"==> group {len(groups)} model {i}: {shlex.join(execution.argv)}\n{out}")
+            if execution.result.rc != 0:
+                write_text(raw_log, "".join(log))
+                raise base.transport.error(f"{target.runtime} exited with status "
+                                           f"{execution.result.rc}; output kept in {raw_log}")
+            try:
+                measurement = measure(contexts[i], out)
+            except BenchmarkOutputError as exc:
+                write_text(raw_log, "".join(log))
+                raise base.transport.error(f"{exc} (raw output in {raw_log})") from exc
+            stats = measurement.stats
+            statistics.add("median" if stats.median_ms is not None else "mean")
+            medians[i] = stats.median_ms if stats.median_ms is not None else stats.mean_ms
+        groups.append({"instance_order": order, "block_orders": [order],
+                       "block_medians_ms": [medians]})
+        elapsed = clock() - start
+        if progress is not None:
+            progress(len(groups), elapsed)
+    write_text(raw_log, "".join(log))
+    assert measurement is not None
+    raw = {"seed": seed, "block_runs": runs, "blocks_per_group": 1,
+           "warmup": measurement.warmup if measurement.warmup is not None else warmup,
+           "seconds": seconds, "min_groups": min_groups, "max_groups": max_groups,
+           "elapsed_s": elapsed, "block_statistic": "/".join(sorted(statistics)),
+           "groups": groups}
+    identity = compare_identity(dict(base.transport.identity()), target, measurement.runtime,
+                                measurement.runtime_version, target.threads)
+    identity.update(pushed=base.pushed)
+    return raw, identity

@@ -244,6 +244,16 @@ def pick_outputs(shapes: dict[str, Sequence[int]], num_classes: int) -> tuple[st
     raise AssertionError("unreachable")
 
 
+def probabilities(name: str, values: np.ndarray) -> np.ndarray:
+    """Class scores of the output ``name``: logits (edgeprune's TFLite files end at
+    ``conf_logits``) go through a float softmax, probabilities pass through."""
+    values = np.asarray(values, dtype=np.float32)
+    if not name.lower().endswith("logits"):
+        return values
+    z = np.exp(values - values.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def quantize(values: np.ndarray, dtype: Any, scale: float, zero_point: int) -> np.ndarray:
     """Real values onto an integer grid, rounding half away from zero (as TFLite does)."""
     limits = np.iinfo(dtype)
@@ -283,7 +293,7 @@ def litert_model(args: argparse.Namespace) -> tuple[Callable, dict[str, Any]]:
 
     def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raw = runner(**{input_name: _feed(batch, input_details)})
-        return _real(raw[loc], outputs[loc]), _real(raw[conf], outputs[conf])
+        return _real(raw[loc], outputs[loc]), probabilities(conf, _real(raw[conf], outputs[conf]))
 
     return run, identity
 
@@ -326,7 +336,7 @@ def openvino_model(args: argparse.Namespace) -> tuple[Callable, dict[str, Any]]:
         value = np.clip(np.round(batch), 0, 255) if dtype is np.uint8 else batch
         request.infer({0: np.ascontiguousarray(value, dtype=dtype)})
         out = {name: request.get_output_tensor(i).data for i, name in enumerate(names)}
-        return (np.array(out[loc], dtype=np.float32), np.array(out[conf], dtype=np.float32))
+        return np.array(out[loc], dtype=np.float32), probabilities(conf, out[conf])
 
     return run, {"runtime": "openvino", "runtime_version": str(ov.get_version()),
                  "device": args.device}

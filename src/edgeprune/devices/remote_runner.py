@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time one model on the machine this script runs on; print one JSON line with the samples.
+"""Time models on the machine this script runs on; print one JSON line with the result.
 
 This file is copied to benchmark targets and run there with the target's own Python, so it must
 stay standalone: standard library, numpy, and one inference runtime -- ``ai_edge_litert`` (or the
@@ -7,9 +7,14 @@ older ``tflite_runtime``) for ``.tflite`` models, ``openvino`` for IR/ONNX/TFLit
 imports edgeprune, and it runs on Python 3.7 or newer (OpenVINO 2022.3 on a Raspberry Pi).
 
 Only the inference call is timed: inputs are random (uniform 0..255 for float inputs, the full
-range for integer ones) and set once before the clock starts. Output (stdout, last line)::
+range for integer ones) and set once before the clock starts. Two modes:
 
-    {"edgeprune_runner": 1, "runtime": "...", "runtime_version": "...", "samples_ms": [...], ...}
+* one model (``--model M``): ``warmup`` untimed then ``runs`` timed calls; output (stdout, last
+  line) ``{"edgeprune_runner": 1, "runtime": ..., "runtime_version": ..., "samples_ms": [...]}``;
+* ``--compare --model A --model B ...``: the models are timed together, interleaved, by
+  :func:`interleave` (fresh instances per group, seeded random orders); output
+  ``{"edgeprune_runner": 1, "mode": "compare", "runtime": ..., "interleave": {...}}``.
+  Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import argparse
 import importlib
 import json
 import platform
+import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +57,80 @@ def time_loop(fn: Callable[[], object], warmup: int, runs: int) -> list[float]:
         fn()
         samples.append((time.perf_counter_ns() - start) / 1e6)
     return samples
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[mid])
+    return (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def interleave(openers: Sequence[Callable[[], Callable[[], object]]], *, block_runs: int,
+               blocks_per_group: int, warmup: int, seconds: float, min_groups: int,
+               max_groups: int, seed: int, clock: Callable[[], int] = time.perf_counter_ns,
+               progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Time several models together, interleaved, and return every block median (JSON-ready).
+
+    ``openers[i]()`` creates a FRESH instance of model i and returns a zero-argument callable
+    running one inference. Per group: every model gets a fresh instance, created in a seeded
+    random order (the previous group's instances are dropped first), and is warmed up with
+    ``warmup`` untimed calls; then ``blocks_per_group`` blocks follow, each running the models in
+    a fresh seeded random order, each model ``block_runs`` timed calls back to back, and each
+    model's median of those calls (ms) is recorded. Groups repeat until ``seconds`` of ``clock``
+    (nanoseconds) have passed and at least ``min_groups`` groups ran, or ``max_groups`` ran.
+    ``progress(groups_done, elapsed_s)`` is called after every group when given.
+
+    Returns ``{"seed", "block_runs", "blocks_per_group", "warmup", "seconds", "elapsed_s",
+    "groups": [{"instance_order", "block_orders", "block_medians_ms"}]}`` where
+    ``block_medians_ms`` is blocks x models, models in the order of ``openers``.
+    """
+    n = len(openers)
+    if n < 1:
+        raise ValueError("interleave needs at least one model")
+    if block_runs < 1 or blocks_per_group < 1 or warmup < 0:
+        raise ValueError("block_runs and blocks_per_group must be >= 1 and warmup >= 0")
+    if min_groups < 1 or max_groups < min_groups or seconds < 0:
+        raise ValueError("need 1 <= min_groups <= max_groups and seconds >= 0")
+    rng = random.Random(seed)
+    groups: list[dict[str, Any]] = []
+    start = clock()
+    elapsed = 0.0
+    while len(groups) < max_groups and (len(groups) < min_groups or elapsed < seconds):
+        instance_order = list(range(n))
+        rng.shuffle(instance_order)
+        runs: list[Any] = [None] * n
+        for i in instance_order:
+            runs[i] = openers[i]()
+        for i in instance_order:
+            for _ in range(warmup):
+                runs[i]()
+        block_orders = []
+        block_medians = []
+        for _ in range(blocks_per_group):
+            order = list(range(n))
+            rng.shuffle(order)
+            medians = [0.0] * n
+            for i in order:
+                fn = runs[i]
+                samples = []
+                for _ in range(block_runs):
+                    t0 = clock()
+                    fn()
+                    samples.append((clock() - t0) / 1e6)
+                medians[i] = _median(samples)
+            block_orders.append(order)
+            block_medians.append(medians)
+        runs = []  # release this group's instances before the next group creates its own
+        groups.append({"instance_order": instance_order, "block_orders": block_orders,
+                       "block_medians_ms": block_medians})
+        elapsed = (clock() - start) / 1e9
+        if progress is not None:
+            progress(len(groups), elapsed)
+    return {"seed": seed, "block_runs": block_runs, "blocks_per_group": blocks_per_group,
+            "warmup": warmup, "seconds": seconds, "min_groups": min_groups,
+            "max_groups": max_groups, "elapsed_s": elapsed, "groups": groups}
 
 
 def load_litert() -> tuple[Any, Any, str, str]:
@@ -86,15 +166,32 @@ def litert_interpreter(model_path: str, threads: int,
     return interpreter_cls(**kwargs), identity
 
 
-def time_litert(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
+def litert_opener(model_path: str, threads: int | None, no_xnnpack: bool, seed: int,
+                  info: dict[str, Any]) -> Callable[[], Callable[[], object]]:
+    """An opener for :func:`interleave`: each call builds a fresh LiteRT interpreter with the
+    same seeded random inputs and returns its ``invoke``. ``info`` receives the runtime
+    identity and ``threads_used`` (LiteRT's Python interpreter runs one thread when none is set).
+    """
+
+    def open_instance() -> Callable[[], object]:
+        interpreter, identity = litert_interpreter(model_path, threads, no_xnnpack)
+        interpreter.allocate_tensors()
+        rng = np.random.default_rng(seed)
+        for details in interpreter.get_input_details():
+            value = random_array(tuple(details["shape"]), details["dtype"], rng)
+            interpreter.set_tensor(details["index"], value)
+        info.update(identity, threads_used=threads if threads and threads > 0 else 1)
+        return interpreter.invoke
+
+    return open_instance
+
+
+def time_litert(args: argparse.Namespace) -> dict[str, Any]:
     """Time Interpreter.invoke() of a .tflite model."""
-    interpreter, identity = litert_interpreter(args.model, args.threads, args.no_xnnpack)
-    interpreter.allocate_tensors()
-    for details in interpreter.get_input_details():
-        value = random_array(tuple(details["shape"]), details["dtype"], rng)
-        interpreter.set_tensor(details["index"], value)
-    samples = time_loop(interpreter.invoke, args.warmup, args.runs)
-    return {**identity, "samples_ms": samples}
+    info: dict[str, Any] = {}
+    invoke = litert_opener(args.model[0], args.threads, args.no_xnnpack, args.seed, info)()
+    samples = time_loop(invoke, args.warmup, args.runs)
+    return {**info, "samples_ms": samples}
 
 
 def load_openvino() -> Any:
@@ -126,53 +223,136 @@ def _ov_dtype(element_type: Any) -> Any:
     return _OV_TYPES[name]
 
 
-def time_openvino(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
+def openvino_config(device: str, threads: int | None) -> dict[str, str]:
+    """Compile options: the LATENCY hint, plus the thread count on CPU when one is set."""
+    config = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads and device == "CPU":
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    return config
+
+
+def openvino_opener(ov: Any, core: Any, model_path: str, device: str, threads: int | None,
+                    seed: int, info: dict[str, Any]) -> Callable[[], Callable[[], object]]:
+    """An opener for :func:`interleave`: each call reads and compiles the model anew (LATENCY
+    hint), sets the same seeded random inputs and returns a synchronous ``infer``. ``info``
+    receives the runtime identity, the input shapes and, on CPU, the compiled model's
+    ``INFERENCE_NUM_THREADS`` as ``threads_used``."""
+    config = openvino_config(device, threads)
+
+    def open_instance() -> Callable[[], object]:
+        model = core.read_model(model_path)
+        shapes = _static_shapes(model, ov.PartialShape)
+        compiled = core.compile_model(model, device, config)
+        request = compiled.create_infer_request()
+        rng = np.random.default_rng(seed)
+        for index, port in enumerate(compiled.inputs):
+            value = random_array(tuple(shapes[index]), _ov_dtype(port.get_element_type()), rng)
+            request.set_input_tensor(index, ov.Tensor(value))
+        info.update(runtime="openvino", runtime_version=str(ov.get_version()), device=device,
+                    input_shapes=shapes, threads_used=threads)
+        if device == "CPU":
+            try:
+                info["threads_used"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+            except Exception:  # noqa: BLE001 - older builds may not report it
+                pass
+        keep = (compiled, request)  # the request's compiled model lives as long as the callable
+
+        def infer() -> object:
+            return keep[1].infer()
+
+        return infer
+
+    return open_instance
+
+
+def time_openvino(args: argparse.Namespace) -> dict[str, Any]:
     """Time synchronous infer() of a model compiled with the LATENCY performance hint."""
     ov = load_openvino()
-    core = ov.Core()
-    config = {"PERFORMANCE_HINT": "LATENCY"}
-    if args.threads and args.device == "CPU":
-        config["INFERENCE_NUM_THREADS"] = str(args.threads)
-    model = core.read_model(args.model)
-    shapes = _static_shapes(model, ov.PartialShape)
-    compiled = core.compile_model(model, args.device, config)
-    request = compiled.create_infer_request()
-    for index, port in enumerate(compiled.inputs):
-        value = random_array(tuple(shapes[index]), _ov_dtype(port.get_element_type()), rng)
-        request.set_input_tensor(index, ov.Tensor(value))
-    samples = time_loop(request.infer, args.warmup, args.runs)
-    return {"runtime": "openvino", "runtime_version": str(ov.get_version()),
-            "device": args.device, "input_shapes": shapes, "samples_ms": samples}
+    info: dict[str, Any] = {}
+    infer = openvino_opener(ov, ov.Core(), args.model[0], args.device, args.threads, args.seed,
+                            info)()
+    samples = time_loop(infer, args.warmup, args.runs)
+    return {**info, "samples_ms": samples}
+
+
+def _stderr_progress(seconds: float) -> Callable[[int, float], None]:
+    """Progress lines on stderr, at most one every 10 s of timing."""
+    state = {"next": 10.0}
+
+    def report(groups: int, elapsed: float) -> None:
+        if elapsed >= state["next"]:
+            sys.stderr.write(f"remote_runner: {groups} groups, {elapsed:.0f} of {seconds:.0f} s\n")
+            sys.stderr.flush()
+            state["next"] = elapsed + 10.0
+
+    return report
+
+
+def compare_models(args: argparse.Namespace) -> dict[str, Any]:
+    """Time every ``--model`` together with :func:`interleave`; identity plus the raw groups."""
+    infos: list[dict[str, Any]] = [{} for _ in args.model]
+    if args.runtime == "litert":
+        openers = [litert_opener(m, args.threads, args.no_xnnpack, args.seed, infos[i])
+                   for i, m in enumerate(args.model)]
+    else:
+        ov = load_openvino()
+        core = ov.Core()
+        openers = [openvino_opener(ov, core, m, args.device, args.threads, args.seed, infos[i])
+                   for i, m in enumerate(args.model)]
+    raw = interleave(openers, block_runs=args.block_runs, blocks_per_group=args.blocks_per_group,
+                     warmup=args.warmup, seconds=args.seconds, min_groups=args.min_groups,
+                     max_groups=args.max_groups, seed=args.seed,
+                     progress=_stderr_progress(args.seconds))
+    identity = {k: v for k, v in infos[0].items() if k != "input_shapes"}
+    return {**identity, "mode": "compare", "models": list(args.model),
+            "input_shapes": [info.get("input_shapes") for info in infos], "interleave": raw}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line interface."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime", choices=("litert", "openvino"), required=True)
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", action="append", required=True,
+                        help="model file; repeat it with --compare")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-xnnpack", action="store_true")
     parser.add_argument("--device", default="CPU")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", action="store_true",
+                        help="time every --model together, interleaved")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--block-runs", type=int, default=10)
+    parser.add_argument("--blocks-per-group", type=int, default=4)
+    parser.add_argument("--min-groups", type=int, default=6)
+    parser.add_argument("--max-groups", type=int, default=100000)
     args = parser.parse_args(argv)
     if args.warmup < 0 or args.runs < 1:
         parser.error("--warmup must be >= 0 and --runs >= 1")
+    if not args.compare and len(args.model) != 1:
+        parser.error("exactly one --model without --compare")
+    if args.compare and (args.block_runs < 1 or args.blocks_per_group < 1 or args.seconds < 0
+                         or not 1 <= args.min_groups <= args.max_groups):
+        parser.error("--compare needs --block-runs, --blocks-per-group >= 1, --seconds >= 0 "
+                     "and 1 <= --min-groups <= --max-groups")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its JSON line."""
     args = parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    timer = time_litert if args.runtime == "litert" else time_openvino
-    result = timer(args, rng)
+    if args.compare:
+        result = compare_models(args)
+    else:
+        timer = time_litert if args.runtime == "litert" else time_openvino
+        result = timer(args)
+        result["runs"] = args.runs
     result.update(
         edgeprune_runner=FORMAT_VERSION,
         threads=args.threads,
         warmup=args.warmup,
-        runs=args.runs,
+        seed=args.seed,
         python=platform.python_version(),
         numpy=np.__version__,
     )

@@ -1,6 +1,8 @@
 """Stages: latency on a benchmark target, application FPS over a video, and the demo clip.
 
-Each measurement names its target in the output JSON, in the MLflow params (``target``,
+Latency is measured by comparison: all models of paper 1's Table 2 are timed together on one
+target, interleaved, each with a 95 % interval (:func:`latency_compare`). Each measurement names
+its target in the output JSON, in the MLflow params (``target``,
 ``transport``, ``runtime``) and in the run name, and records the device's identity (model, OS,
 kernel, runtime and version, threads, delegates), so result tables can put one column per target.
 """
@@ -18,7 +20,7 @@ import pandas as pd
 from edgeprune import config as C
 from edgeprune.app_fps import run_app_on_target
 from edgeprune.boxes import PostprocessConfig
-from edgeprune.devices.bench import run_benchmark
+from edgeprune.compare import compare_on_target, difference, settings_for
 from edgeprune.errors import ConfigError, EdgepruneError
 from edgeprune.fileio import read_json, write_json
 from edgeprune.jobs import JobLog
@@ -35,13 +37,12 @@ __all__ = [
     "app_settings",
     "demo_video",
     "device_resource",
-    "latency",
+    "latency_compare",
     "pivot_by_target",
 ]
 
 APP_DEFAULTS: dict[str, Any] = {"video": None, "frames": 100, "warmup": 10, "fps": 30,
                                 "size": [240, 320], "score_threshold": 0.5}
-_STAT_METRICS = ("median_ms", "mean_ms", "p90_ms", "std_ms", "cv", "fps", "min_ms", "max_ms")
 _RAW_TAIL_CHARS = 4000
 
 
@@ -146,31 +147,78 @@ def _keep_raw_output(raw_log: Path, log: JobLog) -> None:
             f"{text[-_RAW_TAIL_CHARS:]}")
 
 
-def latency(config: Mapping[str, Any], target: str, arch: str, variant: str, dtype: str,
-            model_path: str | Path, out_json: str | Path, raw_log: str | Path,
-            log: JobLog) -> RunRecord:
-    """Benchmark one model on one target; write its JSON (identity, stats, raw log path)."""
+def _label_parts(label: str) -> tuple[str, str]:
+    """``prune50_float32`` -> (``prune50``, ``float32``)."""
+    variant, _, dtype = label.partition("_")
+    return variant, dtype
+
+
+def latency_compare(config: Mapping[str, Any], target: str, arch: str,
+                    models: Sequence[str | Path], out_json: str | Path, raw_log: str | Path,
+                    log: JobLog) -> RunRecord:
+    """Time all ``models`` (``<variant>_<dtype>.tflite``, paper 1 Table 2) together on one
+    target, interleaved (:mod:`edgeprune.compare`), with the target's ``seconds``,
+    ``block_runs``, ``blocks_per_group`` and ``warmup`` and the config's ``seed``.
+
+    The JSON is :meth:`Comparison.to_dict` (each model's median and 95 % interval, differences
+    to the first model, settings, identity with the threads used, interleaving orders) plus
+    ``arch``, ``labels`` (``<variant>_<dtype>`` per model) and ``vs_float32``: each model's
+    paired difference to its variant's float32 model, with its interval.
+    """
     spec = _target(config, target)
-    log(f"latency of {model_path} on target '{target}' ({spec.address}, {spec.runtime})")
+    settings = settings_for(spec, seed=int(config.get("seed", 0)))
+    labels = [Path(m).stem for m in models]
+    log(f"latency of {len(labels)} models on target '{target}' ({spec.address}, {spec.runtime}), "
+        f"interleaved for {settings.seconds:g} s, seed {settings.seed}: {', '.join(labels)}")
+    next_note = [10.0]
+
+    def progress(groups: int, elapsed: float) -> None:
+        if elapsed >= next_note[0]:
+            log(f"{groups} groups timed, {elapsed:.0f} of {settings.seconds:g} s")
+            next_note[0] = elapsed + 10.0
+
     try:
-        result = run_benchmark(spec, model_path, raw_log)
+        comparison = compare_on_target(spec, models, settings, raw_log, progress=progress)
     except EdgepruneError:
         _keep_raw_output(Path(raw_log), log)
         raise
-    result.update(arch=arch, variant=variant, dtype=dtype)
+    paths = [m.path for m in comparison.models]
+    vs_float32: dict[str, dict[str, Any]] = {}
+    for i, label in enumerate(labels):
+        variant, dtype = _label_parts(label)
+        ref = f"{variant}_float32"
+        if dtype != "float32" and ref in labels:
+            vs_float32[label] = difference(comparison.raw, paths, i, labels.index(ref),
+                                           settings.resamples, settings.seed).to_dict()
+    result = {**comparison.to_dict(), "arch": arch, "labels": labels, "vs_float32": vs_float32}
     write_json(out_json, result)
-    stats = result["stats"]
-    log(f"{target}: median {stats['median_ms']} ms, mean {stats['mean_ms']:.3f} ms over "
-        f"{stats['n']} runs on {result['identity'].get('device_model')}")
+    metrics: dict[str, float] = {}
+    for label, model in zip(labels, comparison.models, strict=True):
+        metrics.update({f"{label}_median_ms": model.median_ms,
+                        f"{label}_ci95_lo_ms": model.ci95_ms[0],
+                        f"{label}_ci95_hi_ms": model.ci95_ms[1], f"{label}_fps": model.fps})
+        line = f"{label}: {model.median_ms:.4f} ms [{model.ci95_ms[0]:.4f}, {model.ci95_ms[1]:.4f}]"
+        if label in vs_float32:
+            d = vs_float32[label]
+            metrics[f"{label}_vs_float32_pct"] = d["diff_pct"]
+            lo, hi = d["ci95_pct"]
+            words = "significant" if d["significant"] else "within noise"
+            line += f", vs float32 {d['diff_pct']:+.2f} % [{lo:+.2f}, {hi:+.2f}] ({words})"
+        log(line)
+    identity = comparison.identity
+    recorded = comparison.settings
     return RunRecord(
         experiment=_experiment(config),
-        run_name=f"{arch}/{variant}/latency-{target}-{dtype}",
-        params={"stage": "latency", "arch": arch, "variant": variant, "dtype": dtype,
-                **_target_params(spec, result["identity"]), **result["settings"],
-                "model_sha256": result["model_sha256"]},
-        metrics={k: float(stats[k]) for k in _STAT_METRICS if stats.get(k) is not None},
-        tags={"stage": "latency", "arch": arch, "variant": variant, "dtype": dtype,
-              "target": target},
+        run_name=f"{arch}/latency-{target}",
+        params={"stage": "latency", "arch": arch, **_target_params(spec, identity),
+                "threads": identity.get("threads"), "threads_used": identity.get("threads_used"),
+                "seed": settings.seed, "seconds": settings.seconds,
+                "block_runs": recorded.get("block_runs"),
+                "blocks_per_group": recorded.get("blocks_per_group"),
+                "warmup": recorded.get("warmup"), "groups": len(comparison.raw["groups"]),
+                "models": labels},
+        metrics=metrics,
+        tags={"stage": "latency", "arch": arch, "target": target},
         artifacts=[Path(out_json), Path(raw_log)],
     )
 

@@ -21,6 +21,7 @@ from edgeprune.prune import (
     apply_pruning,
     measured_sparsity,
     prunable_layers,
+    sparsity_of,
     strip,
     update_step_callback,
 )
@@ -31,6 +32,15 @@ from edgeprune.tfenv import setup
 from edgeprune.tracking import RunRecord
 from edgeprune.train import recalibrate, steps_per_epoch, train
 from edgeprune.voc import load_images
+
+#: Variant name of the control: the base detector fine-tuned with the pruning runs' schedule,
+#: data and augmentation at sparsity 0 (Table 1 row ``nonprune_ft``).
+CONTROL = "control"
+
+
+def finetune_sparsity(variant: str) -> float:
+    """Target sparsity of a fine-tuned variant: 0 for :data:`CONTROL`, else from its name."""
+    return 0.0 if variant == CONTROL else sparsity_of(variant)
 
 
 def prune_config(config: Mapping[str, Any]) -> PruneConfig:
@@ -46,7 +56,8 @@ def prune_finetune(config: Mapping[str, Any], sparsity: float, variant: str,
                    spec_out: str | Path, metrics_out: str | Path, threads: int,
                    log: JobLog) -> RunRecord:
     """Prune the base detector to ``sparsity`` while fine-tuning, strip wrappers, verify the
-    sparsity reached, and save the model."""
+    sparsity reached, and save the model. At sparsity 0 (the control) no layer is wrapped and
+    the same fine-tune runs on the dense model: a mask of ones changes nothing."""
     p1 = config["paper1"]
     tf, keras = setup(threads, int(config.get("seed", 0)))
     # The pruning wrappers make the training graph large; Grappler's rewrite of it costs more
@@ -101,9 +112,13 @@ def prune_finetune(config: Mapping[str, Any], sparsity: float, variant: str,
 
 def representative_images(config: Mapping[str, Any], input_size: tuple[int, int],
                           count: int) -> np.ndarray:
-    """The first ``count`` training images (deterministic), resized to the model input."""
-    anns = load_sets(C.devkit_root(config), config["data"]["train_sets"])[:count]
-    return load_images(anns, input_size)
+    """``count`` training images drawn at random without replacement (seeded from the config's
+    ``seed``, so the same config always calibrates on the same images), resized to the model
+    input; the whole train split when it has fewer images."""
+    anns = load_sets(C.devkit_root(config), config["data"]["train_sets"])
+    rng = np.random.default_rng(int(config.get("seed", 0)))
+    pick = np.sort(rng.choice(len(anns), size=min(count, len(anns)), replace=False))
+    return load_images([anns[i] for i in pick], input_size)
 
 
 def convert_tflite(config: Mapping[str, Any], variant: str, dtype: str,

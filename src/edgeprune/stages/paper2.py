@@ -21,16 +21,20 @@ from edgeprune import config as C
 from edgeprune.cluster.convert import RUNTIME_FORMAT, write_artifacts
 from edgeprune.cluster.cost import model_cost
 from edgeprune.cluster.measure import (
-    LATENCY_FIELDS,
+    compare_models,
+    latency_columns,
     load_test_set,
     map_for,
     model_maps,
-    time_models,
 )
-from edgeprune.cluster.period import cluster_size, detect_period
+from edgeprune.cluster.period import cluster_phase, cluster_size, detect_period
 from edgeprune.cluster.report import (
+    GAIN_ROWS,
     PAPER_TABLE2,
     PAPER_TABLE3,
+    evidence_phrase,
+    gain_sentences,
+    host_verdicts,
     paper_table,
     pick_step,
     plot_evidence,
@@ -39,10 +43,19 @@ from edgeprune.cluster.report import (
     series_name,
     speed_table,
     table1,
+    with_intervals,
 )
 from edgeprune.cluster.settings import Paper2Settings, paper2_settings
-from edgeprune.cluster.sweep import sweep_layer
-from edgeprune.cluster.whole import WholePlan, layer_sizes, plan_points, run_series
+from edgeprune.cluster.stats import app_fps
+from edgeprune.cluster.sweep import sweep_isolated, sweep_layer
+from edgeprune.cluster.whole import (
+    WholePlan,
+    default_size,
+    layer_phases,
+    layer_sizes,
+    plan_points,
+    run_series,
+)
 from edgeprune.dataset import load_sets
 from edgeprune.errors import ConfigError, DataError
 from edgeprune.fileio import read_json, write_json, write_text
@@ -81,32 +94,46 @@ def sweep_build(config: Mapping[str, Any], arch: str, layer: str, model_path: st
                 spec_path: str | Path, out_dir: str | Path, points_json: str | Path,
                 threads: int, log: JobLog) -> RunRecord:
     """Thin ``layer`` of the base model point by point; write each point's model files and a
-    JSON with removed filters, parameters, MACs, conversion time and mAP (``paper2.accuracy``)."""
+    JSON with removed filters, parameters, MACs, conversion time and mAP (``paper2.accuracy``)
+    for the whole network (``rows``) and, if ``paper2.sweep.isolated.enabled``, the files of
+    the layer alone (``layer_rows``)."""
     s = paper2_settings(config)
     if layer not in s.sweep.layers.get(arch, []):
         raise ConfigError(f"config key 'paper2.sweep.layers.{arch}': {layer!r} is not listed")
     model, spec, keras, anchors = _load_base(config, model_path, spec_path, threads)
     test = load_test_set(config, spec.input_size, anchors, s.eval_images)
     formats = _formats(s)
-    log(f"{arch}/{layer}: sweep step {s.sweep.step} down to {s.sweep.min_filters} filters, "
-        f"formats {formats}, {len(test.annotations)} test images")
+    sw = s.sweep
+    log(f"{arch}/{layer}: sweep step {sw.step} down to {sw.min_filters} filters (at most "
+        f"{sw.max_removed} removed), formats {formats}, {len(test.annotations)} test images")
     t0 = time.perf_counter()
-    rows = sweep_layer(model, spec, layer, s.sweep.step, s.sweep.min_filters, formats,
-                       Path(out_dir), test, threads, log, s.accuracy, keras)
+    rows = sweep_layer(model, spec, layer, sw.step, sw.min_filters, formats, Path(out_dir),
+                       test, threads, log, s.accuracy, keras, sw.max_removed)
     seconds = time.perf_counter() - t0
+    layer_rows: list[dict[str, Any]] = []
+    if sw.isolated:
+        t1 = time.perf_counter()
+        layer_rows = sweep_isolated(model, layer, sw.isolated_step, sw.min_filters, formats,
+                                    Path(out_dir), log, keras, sw.max_removed)
+        log(f"{layer} alone: {len(layer_rows)} points built in {time.perf_counter() - t1:.1f} s")
     write_json(points_json, {"arch": arch, "layer": layer, "formats": list(formats),
-                             "step": s.sweep.step, "rows": rows})
+                             "step": sw.step, "isolated_step": sw.isolated_step,
+                             "rows": rows, "layer_rows": layer_rows})
     map_keys = [k for k in rows[0] if k.startswith("mAP_")]
     history = {k: [r[k] for r in rows] for k in map_keys}
     convert = {f"convert_s_mean_{f}": float(np.mean([r[f"convert_s_{f}"] for r in rows]))
                for f in formats}
+    convert.update({f"layer_convert_s_mean_{f}": float(np.mean(
+        [r[f"convert_s_{f}"] for r in layer_rows])) for f in formats if layer_rows})
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/sweep-{layer}/build",
         params={"stage": "paper2_sweep_build", "arch": arch, "layer": layer,
-                "method": "single-layer", "step": s.sweep.step,
-                "min_filters": s.sweep.min_filters, "formats": ",".join(formats),
+                "method": "single-layer", "step": sw.step, "min_filters": sw.min_filters,
+                "max_removed": str(sw.max_removed), "isolated": sw.isolated,
+                "isolated_step": sw.isolated_step, "formats": ",".join(formats),
                 "accuracy": s.accuracy},
-        metrics={"points": len(rows), "width": rows[0]["filters_left"], "seconds": seconds,
+        metrics={"points": len(rows), "layer_points": len(layer_rows),
+                 "width": rows[0]["filters_left"], "seconds": seconds,
                  "params": rows[0]["params"], "macs": rows[0]["macs"], **convert,
                  **{k: rows[0][k] for k in map_keys}},
         history={**history, "filters_left": [r["filters_left"] for r in rows],
@@ -116,39 +143,70 @@ def sweep_build(config: Mapping[str, Any], arch: str, layer: str, model_path: st
     )
 
 
+def _sweep_rows(arch: str, target: Any, fmt: str, points: Sequence[Mapping[str, Any]],
+                comparison: Any) -> list[dict[str, Any]]:
+    """CSV rows of one sweep scope: point, cost, latency with interval and block medians,
+    paired difference to the unpruned point, mAP (network scope; NaN for the layer alone)."""
+    rows = []
+    for i, p in enumerate(points):
+        rows.append({"arch": arch, "layer": p["layer"], "target": target.name,
+                     "runtime": target.runtime, "scope": p.get("scope", "network"),
+                     "filters_left": int(p["filters_left"]), "pruned": p["pruned"],
+                     "params": p["params"], "macs": p["macs"],
+                     **latency_columns(comparison, i),
+                     "mAP": map_for(p, fmt), "convert_s": p[f"convert_s_{fmt}"]})
+    return rows
+
+
 def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
                points_json: str | Path, model_dir: str | Path, out_csv: str | Path,
                raw_dir: str | Path, log: JobLog) -> RunRecord:
-    """Time every sweep point on ``target``; one CSV row per point (latency, mAP, cost)."""
+    """Time every sweep point on ``target``: all whole-network points in one interleaved
+    comparison, all isolated-layer points in another (:mod:`edgeprune.compare`); one CSV row
+    per point and scope (latency median, 95 % interval, block medians, paired difference to
+    the unpruned point, mAP, cost)."""
     s = paper2_settings(config)
     fmt = _target_format(s, target)
     tgt = s.targets[target]
-    points = read_json(points_json)["rows"]
-    files = [Path(model_dir) / p[f"file_{fmt}"] for p in points]
-    timings = time_models(tgt, files, Path(raw_dir), s.sweep.warmup, s.sweep.runs,
-                          s.sweep.passes, int(config.get("seed", 0)), log)
-    rows = []
-    for p, stats in zip(points, timings, strict=True):
-        left = int(p["filters_left"])
-        rows.append({"arch": arch, "layer": layer, "target": target, "runtime": tgt.runtime,
-                     "filters_left": left, "pruned": p["pruned"], "params": p["params"],
-                     "macs": p["macs"], **{f"latency_{k}": stats[k] for k in LATENCY_FIELDS},
-                     "latency_pass_medians_ms": json.dumps(stats["pass_medians_ms"]),
-                     "mAP": map_for(p, fmt), "convert_s": p[f"convert_s_{fmt}"]})
-        log(f"{layer} {left} filters left: {stats['median_ms']:.3f} ms median on {target}")
+    doc = read_json(points_json)
+    settings = s.sweep.timing.compare_settings(int(config.get("seed", 0)))
+    rows: list[dict[str, Any]] = []
+    for scope, points in (("network", doc["rows"]), ("layer", doc.get("layer_rows") or [])):
+        if not points:
+            continue
+        files = [Path(model_dir) / p[f"file_{fmt}"] for p in points]
+        comparison = compare_models(tgt, files, settings, Path(raw_dir), scope, log)
+        scoped = _sweep_rows(arch, tgt, fmt, [dict(p, scope=scope) for p in points],
+                             comparison)
+        for r in scoped:
+            log(f"{layer} ({scope}) {r['filters_left']} filters left: "
+                f"{r['latency_median_ms']:.4f} ms [{r['latency_ci95_lo_ms']:.4f}, "
+                f"{r['latency_ci95_hi_ms']:.4f}] on {target}")
+        rows += scoped
     df = pd.DataFrame(rows)
     write_csv(df, out_csv)
+    net = df[df["scope"] == "network"]
+    metrics = {"latency_median_ms_full": float(net["latency_median_ms"].iloc[0]),
+               "latency_median_ms_min": float(net["latency_median_ms"].min()),
+               "mAP_full": float(net["mAP"].iloc[0]), "params": float(net["params"].iloc[0]),
+               "macs": float(net["macs"].iloc[0]), "points": len(net)}
+    lay = df[df["scope"] == "layer"]
+    if len(lay):
+        metrics.update(layer_latency_median_ms_full=float(lay["latency_median_ms"].iloc[0]),
+                       layer_points=len(lay))
+    t = s.sweep.timing
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/sweep-{layer}/{target}",
         params={"stage": "paper2_sweep_time", "arch": arch, "layer": layer,
                 "method": "single-layer", "target": target, "runtime": tgt.runtime,
-                "warmup": s.sweep.warmup, "runs": s.sweep.runs, "passes": s.sweep.passes},
-        metrics={"latency_median_ms_full": float(df["latency_median_ms"].iloc[0]),
-                 "latency_median_ms_min": float(df["latency_median_ms"].min()),
-                 "mAP_full": float(df["mAP"].iloc[0]), "params": float(df["params"].iloc[0]),
-                 "macs": float(df["macs"].iloc[0]), "points": len(df)},
-        history={"latency_median_ms": df["latency_median_ms"].tolist(),
-                 "mAP": df["mAP"].tolist(), "filters_left": df["filters_left"].tolist()},
+                "seconds": t.seconds, "block_runs": t.block_runs,
+                "blocks_per_group": t.blocks_per_group, "warmup": t.warmup,
+                "min_groups": t.min_groups, "seed": settings.seed},
+        metrics=metrics,
+        history={"latency_median_ms": net["latency_median_ms"].tolist(),
+                 "mAP": net["mAP"].tolist(), "filters_left": net["filters_left"].tolist(),
+                 **({"layer_latency_median_ms": lay["latency_median_ms"].tolist()}
+                    if len(lay) else {})},
         tags={"stage": "paper2", "arch": arch, "layer": layer, "target": target},
         artifacts=[Path(out_csv)],
     )
@@ -157,54 +215,101 @@ def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
 def sweep_figures(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
                   latency_figs: Sequence[str], accuracy_figs: Sequence[str],
                   log: JobLog) -> None:
-    """Figures 5 (latency) and 8 (mAP) against filters left, every swept layer and target."""
+    """Figures 5 (latency with 95 % bands: whole network and the layer alone) and 8 (mAP)
+    against filters left, every swept layer and target."""
     df = pd.concat([pd.read_csv(c) for c in csvs], ignore_index=True)
     plot_sweeps(df, arch, "latency_median_ms", "latency (ms, median)", latency_figs)
-    plot_sweeps(df, arch, "mAP", "mAP (no fine-tuning)", accuracy_figs)
+    net = df[df["scope"] == "network"] if "scope" in df else df
+    plot_sweeps(net, arch, "mAP", "mAP (no fine-tuning)", accuracy_figs)
     log(f"figures: {', '.join(map(str, [*latency_figs, *accuracy_figs]))}")
 
 
 # --------------------------------------------------------------------------- cluster size
 
 
+def _replicates(df: pd.DataFrame) -> list[Any] | None:
+    """Block medians (groups x blocks) per point, from the sweep CSV; None when absent."""
+    if "latency_block_medians_ms" not in df:
+        return None
+    return [json.loads(v) for v in df["latency_block_medians_ms"]]
+
+
 def _period_entry(df: pd.DataFrame, s: Paper2Settings) -> dict[str, Any]:
-    left = df["filters_left"].to_numpy()
-    lat = detect_period(left, df["latency_median_ms"].to_numpy(), "minima", s.period)
-    acc = detect_period(left, df["mAP"].to_numpy(), "maxima", s.period)
-    return {"p_lat": lat.period, "p_acc": acc.period, "P": cluster_size(acc.period, lat.period),
-            "latency": lat.to_dict(), "accuracy": acc.to_dict()}
+    """Period evidence of one sweep on one target: latency minima of the whole network and,
+    when timed, of the layer alone (replicate null from the block medians), accuracy maxima
+    (network mAP, residual fallback), and the cluster size P = LCM(p_acc, p_lat) with its
+    phase. ``p_lat`` comes from the layer alone when it was timed (its staircase is not
+    diluted by the rest of the network), else from the whole network."""
+    scope = df["scope"] if "scope" in df else pd.Series("network", index=df.index)
+    net = df[scope == "network"].sort_values("filters_left")
+    lay = df[scope == "layer"].sort_values("filters_left")
+    left = net["filters_left"].to_numpy()
+    lat = detect_period(left, net["latency_median_ms"].to_numpy(), "minima", s.period,
+                        replicates=_replicates(net))
+    acc = detect_period(left, net["mAP"].to_numpy(), "maxima", s.period)
+    entry: dict[str, Any] = {"latency": lat.to_dict(), "accuracy": acc.to_dict()}
+    chosen, source = lat, "network"
+    if len(lay):
+        alone = detect_period(lay["filters_left"].to_numpy(),
+                              lay["latency_median_ms"].to_numpy(), "minima", s.period,
+                              replicates=_replicates(lay))
+        entry["layer_latency"] = alone.to_dict()
+        chosen, source = alone, "layer"
+    entry.update(p_lat=chosen.period, r_lat=chosen.phase, lat_source=source,
+                 p_acc=acc.period, r_acc=acc.phase,
+                 P=cluster_size(acc.period, chosen.period),
+                 phase=cluster_phase(acc.period, acc.phase, chosen.period, chosen.phase))
+    return entry
 
 
 def cluster_sizes(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
                   out_json: str | Path, figures: Sequence[str], log: JobLog) -> RunRecord:
     """Periods of latency minima and accuracy maxima per swept layer and target, the cluster
-    size P = LCM(p_acc, p_lat), and the size used for each whole-model layer."""
+    size P = LCM(p_acc, p_lat) with its phase, and the size (and phase) used for each
+    whole-model layer: the config override, else the layer's own sweep on ``size_from``, else
+    the most common detected P."""
     s = paper2_settings(config)
     sweeps: dict[str, dict[str, Any]] = {}
     for path in csvs:
-        df = pd.read_csv(path).sort_values("filters_left")
+        df = pd.read_csv(path)
         layer, target = str(df["layer"].iloc[0]), str(df["target"].iloc[0])
         entry = _period_entry(df, s)
         sweeps.setdefault(layer, {})[target] = entry
-        log(f"{layer} on {target}: p_lat={entry['p_lat']} ({entry['latency']['reason']}); "
-            f"p_acc={entry['p_acc']} ({entry['accuracy']['reason']}); P={entry['P']}")
+        for kind in ("latency", "layer_latency", "accuracy"):
+            if kind in entry:
+                log(f"{layer} on {target}, {kind}: " + evidence_phrase(entry[kind]))
+        log(f"{layer} on {target}: P = {entry['P']} (phase {entry['phase']}, latency from the "
+            f"{entry['lat_source']} series)")
     found = {layer: per_t[s.size_from]["P"] for layer, per_t in sweeps.items()
              if s.size_from in per_t}
-    default = math.lcm(*found.values()) if found else 1
-    sizes = layer_sizes(s.whole.layers[arch], found, default, s.size)
+    found_phase = {layer: per_t[s.size_from]["phase"] for layer, per_t in sweeps.items()
+                   if s.size_from in per_t}
+    default = default_size(found)
+    layers = s.whole.layers[arch]
+    sizes = layer_sizes(layers, found, default, s.size)
+    # The detected phase aligns the clusters only when the sizes are the detected ones.
+    phases = layer_phases(layers, sizes, found, found_phase) if s.size == "auto" else \
+        dict.fromkeys(layers)
     out = {"arch": arch, "size_from": s.size_from, "override": s.size, "default": default,
-           "sweeps": sweeps, "sizes": sizes}
+           "sweeps": sweeps, "sizes": sizes, "phases": phases}
     write_json(out_json, out)
     plot_evidence(out, figures)
-    log(f"cluster sizes ({'override' if s.size != 'auto' else s.size_from}): {sizes}")
+    log(f"cluster sizes ({'override' if s.size != 'auto' else s.size_from}): {sizes}, "
+        f"phases {phases}")
     metrics = {f"P_{layer}_{t}": e["P"] for layer, per_t in sweeps.items()
                for t, e in per_t.items()}
     metrics.update({f"p_lat_{layer}_{t}": e["p_lat"] for layer, per_t in sweeps.items()
                     for t, e in per_t.items()})
+    for layer, per_t in sweeps.items():
+        for t, e in per_t.items():
+            for kind in ("latency", "layer_latency"):
+                p = e.get(kind, {}).get("p_value")
+                if p is not None:
+                    metrics[f"p_value_{kind}_{layer}_{t}"] = float(p)
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/cluster-size",
         params={"stage": "paper2_cluster_size", "arch": arch, "size_from": s.size_from,
-                "override": str(s.size), "P": json.dumps(sizes),
+                "override": str(s.size), "P": json.dumps(sizes), "phase": json.dumps(phases),
                 "period": {k: v for k, v in s.period.__dict__.items()}},
         metrics={**metrics, "P_default": default},
         tags={"stage": "paper2", "arch": arch},
@@ -215,6 +320,18 @@ def cluster_sizes(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
 # --------------------------------------------------------------------------- whole model
 
 
+def finetune_config(base: Any, ft: Any, epochs: int, batch: int) -> Any:
+    """The TrainConfig of paper-2 fine-tuning: ``base`` (the detector's training settings) at
+    ``ft.lr_factor`` x its learning rate, constant (no warm-up, no decay), with ``ft``'s
+    optimiser (``sgd`` with ``ft.momentum``, as the paper's Caffe solver, or ``adam``)."""
+    from edgeprune.train import TrainConfig
+
+    return TrainConfig(**{**base.__dict__, "epochs": epochs, "batch_size": batch,
+                          "learning_rate": base.learning_rate * ft.lr_factor,
+                          "warmup_epochs": 0.0, "min_lr_fraction": 1.0,
+                          "optimizer": ft.optimizer, "momentum": ft.momentum})
+
+
 def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: Any,
                anchors: np.ndarray, log: JobLog) -> Any:
     """A ``finetune(model, spec)`` callable running ``paper2.whole.finetune.updates`` optimiser
@@ -222,7 +339,7 @@ def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: An
     images those updates visit are loaded: ``updates`` batches, spread over as few epochs as
     the training split allows."""
     from edgeprune.dataset import to_detection_data
-    from edgeprune.train import TrainConfig, recalibrate, steps_per_epoch, train
+    from edgeprune.train import recalibrate, steps_per_epoch, train
 
     anns = load_sets(C.devkit_root(config), config["data"]["train_sets"])
     base = C.train_config(config, arch)
@@ -236,9 +353,9 @@ def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: An
         f"of {per_epoch} updates")
     subset = to_detection_data([anns[i] for i in chosen], C.classes(config), spec.input_size,
                                keep_difficult=bool(config["data"].get("keep_difficult", False)))
-    cfg = TrainConfig(**{**base.__dict__, "epochs": epochs, "batch_size": batch,
-                         "learning_rate": base.learning_rate * ft.lr_factor,
-                         "warmup_epochs": 0.0, "min_lr_fraction": 1.0})
+    cfg = finetune_config(base, ft, epochs, batch)
+    log(f"fine-tuning: {ft.optimizer}" + (f" (momentum {ft.momentum})" if ft.optimizer == "sgd"
+                                          else "") + f" at lr {cfg.learning_rate:.2e}")
 
     def finetune(model: Any, _spec: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -259,13 +376,17 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
     with widths, cost and mAP."""
     s = paper2_settings(config)
     model, spec, keras, anchors = _load_base(config, model_path, spec_path, threads)
-    sizes = read_json(sizes_json)["sizes"]
-    plan = WholePlan(layers=s.whole.layers[arch], sizes={k: int(sizes[k]) for k in
-                                                         s.whole.layers[arch]},
+    doc = read_json(sizes_json)
+    sizes, phases = doc["sizes"], doc.get("phases") or {}
+    layers = s.whole.layers[arch]
+    plan = WholePlan(layers=layers, sizes={k: int(sizes[k]) for k in layers},
                      min_left=s.whole.min_filters, every=s.whole.measure_every,
-                     steps=s.whole.steps)
+                     steps=s.whole.steps,
+                     phases={k: None if phases.get(k) is None else int(phases[k])
+                             for k in layers})
     points = plan_points(model, spec, plan)
-    log(f"{arch}/{method}: layers {plan.layers}, cluster sizes {plan.sizes}; measuring at "
+    log(f"{arch}/{method}: layers {plan.layers}, cluster sizes {plan.sizes}, phases "
+        f"{plan.phases}; measuring at "
         f"{[c for _, c in points]} filters removed")
     test = load_test_set(config, spec.input_size, anchors, s.eval_images)
     formats = _formats(s)
@@ -295,6 +416,7 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
         series["finetuned"] = run_series(fresh, spec, plan, method, points,
                                          measure_as("finetuned"), tune, keras)
     write_json(out_json, {"arch": arch, "method": method, "sizes": plan.sizes,
+                          "phases": plan.phases,
                           "layers": plan.layers, "points": points, "formats": list(formats),
                           "base": base_row, "series": series})
     key = next(k for k in base_row if k.startswith("mAP_"))
@@ -312,7 +434,8 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
                 "P": json.dumps(plan.sizes), "layers": ",".join(plan.layers),
                 "measure_every": plan.every, "steps": plan.steps, "min_filters": plan.min_left,
                 "finetune_updates": ft.updates if ft.enabled else 0,
-                "finetune_lr_factor": ft.lr_factor},
+                "finetune_lr_factor": ft.lr_factor, "finetune_optimizer": ft.optimizer,
+                "finetune_momentum": ft.momentum},
         metrics={**metrics, "params_base": base_row["params"], "macs_base": base_row["macs"]},
         history=history,
         tags={"stage": "paper2", "arch": arch, "method": method},
@@ -340,8 +463,10 @@ def _whole_rows(builds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: Sequence[str],
                model_dirs: Sequence[str], spec_path: str | Path, video: str | Path,
                out_csv: str | Path, raw_dir: str | Path, log: JobLog) -> RunRecord:
-    """Time every whole-model step on ``target`` (one timing per distinct set of widths) and
-    the application frame rate, over ``video``, of the models that enter Tables II and III."""
+    """Time every whole-model step on ``target`` -- one model per distinct set of widths, all
+    in ONE interleaved comparison with the unpruned model first (:mod:`edgeprune.compare`) --
+    and the application frame rate, over ``video``, of the models that enter Tables II and
+    III (interleaved passes)."""
     s = paper2_settings(config)
     fmt = _target_format(s, target)
     tgt = s.targets[target]
@@ -351,24 +476,32 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
     for r in rows:
         key = json.dumps(r["widths"], sort_keys=True)
         distinct.setdefault(key, Path(model_dirs[r["build"]]) / r[f"file_{fmt}"])
-    stats = time_models(tgt, list(distinct.values()), Path(raw_dir), s.whole.warmup,
-                        s.whole.runs, s.whole.passes, int(config.get("seed", 0)), log)
-    timed = dict(zip(distinct, stats, strict=True))
+    settings = s.whole.timing.compare_settings(int(config.get("seed", 0)))
+    comparison = compare_models(tgt, list(distinct.values()), settings, Path(raw_dir),
+                                "whole", log)
+    index = {key: i for i, key in enumerate(distinct)}
     for r in rows:
-        r["latency"] = timed[json.dumps(r["widths"], sort_keys=True)]
+        r["latency"] = latency_columns(comparison, index[json.dumps(r["widths"],
+                                                                    sort_keys=True)])
+        lat = r["latency"]
         log(f"{r['method']}/{r['series']} step {r['step']} ({r['removed']} removed): "
-            f"{r['latency']['median_ms']:.3f} ms")
+            f"{lat['latency_median_ms']:.4f} ms [{lat['latency_ci95_lo_ms']:.4f}, "
+            f"{lat['latency_ci95_hi_ms']:.4f}], {lat['diff_pct']:+.2f} % vs unpruned "
+            f"[{lat['diff_ci95_lo_pct']:+.2f}, {lat['diff_ci95_hi_pct']:+.2f}]")
     app = _app_fps(config, s, tgt, fmt, rows, model_dirs, spec_path, video, Path(raw_dir), log)
     table = []
     for r in rows:
-        fps = app.get((r["series"], r["method"], r["step"]), (math.nan, math.nan))
+        fps = app.get((r["series"], r["method"], int(r["step"])), {})
         table.append({"arch": arch, "target": target, "runtime": tgt.runtime,
                       "method": r["method"], "finetuned": bool(r["finetuned"]),
                       "step": r["step"], "removed": r["removed"],
                       "widths": json.dumps(r["widths"]), "params": r["params"],
-                      "macs": r["macs"],
-                      **{f"latency_{k}": r["latency"][k] for k in LATENCY_FIELDS},
-                      "mAP": map_for(r, fmt), "app_frame_ms": fps[0], "app_fps": fps[1]})
+                      "macs": r["macs"], **r["latency"], "mAP": map_for(r, fmt),
+                      "app_fps": fps.get("fps", math.nan),
+                      "app_fps_ci95_lo": fps.get("lo", math.nan),
+                      "app_fps_ci95_hi": fps.get("hi", math.nan),
+                      "app_frame_ms": 1000.0 / fps["fps"] if fps else math.nan,
+                      "app_frames_ms": json.dumps(fps.get("frames_ms")) if fps else ""})
     df = pd.DataFrame(table)
     write_csv(df, out_csv)
     metrics: dict[str, float] = {"latency_median_ms_base": float(df["latency_median_ms"][0])}
@@ -376,15 +509,19 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
     for (method, ft), sub in df[df["method"] != "base"].groupby(["method", "finetuned"]):
         tag = f"{method}_{'ft' if ft else 'oneshot'}"
         metrics[f"latency_median_ms_{tag}_final"] = float(sub["latency_median_ms"].iloc[-1])
+        metrics[f"latency_diff_pct_{tag}_final"] = float(sub["diff_pct"].iloc[-1])
         history[f"latency_median_ms_{tag}"] = sub["latency_median_ms"].tolist()
         history[f"mAP_{tag}"] = sub["mAP"].tolist()
-    metrics.update({f"app_fps_{k[1]}_{k[0]}": v[1] for k, v in app.items()})
+    metrics.update({f"app_fps_{k[1]}_{k[0]}": v["fps"] for k, v in app.items()})
+    t = s.whole.timing
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/whole/{target}",
         params={"stage": "paper2_whole_time", "arch": arch, "target": target,
                 "runtime": tgt.runtime, "method": "filter,cluster",
-                "P": json.dumps(builds[0]["sizes"]), "warmup": s.whole.warmup,
-                "runs": s.whole.runs, "passes": s.whole.passes},
+                "P": json.dumps(builds[0]["sizes"]), "seconds": t.seconds,
+                "block_runs": t.block_runs, "blocks_per_group": t.blocks_per_group,
+                "warmup": t.warmup, "min_groups": t.min_groups, "seed": settings.seed,
+                "app_passes": s.app_passes},
         metrics=metrics, history=history,
         tags={"stage": "paper2", "arch": arch, "target": target},
         artifacts=[Path(out_csv)],
@@ -394,11 +531,16 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
 def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
              rows: Sequence[Mapping[str, Any]], model_dirs: Sequence[str],
              spec_path: str | Path, video: str | Path, raw_dir: Path,
-             log: JobLog) -> dict[tuple[str, str, int], tuple[float, float]]:
+             log: JobLog) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Application frame rate over the clip (JPEG decoding, resize, inference, box decoding,
-    NMS; timed frames / wall time) and its frame time, for the unpruned model and each method's
-    table-step model, in ``paper2.whole.passes`` passes; on any target that can run Python
-    (local or ssh; adb targets get none)."""
+    NMS per frame) of the unpruned model and each method's table-step model, on any target
+    that can run Python (local or ssh; adb targets get none).
+
+    ``paper2.app_fps.passes`` passes; in each pass every model runs once, the models in a
+    fresh seeded random order, so drift spreads over all models and passes pair. Per model:
+    FPS = 1000 / mean frame time over all passes, its 95 % interval by the two-level
+    bootstrap over passes and frames (:func:`edgeprune.cluster.stats.app_fps`), and the frame
+    times per pass (``frames_ms``) for the paired gains of Table III."""
     from edgeprune.app_fps import run_app_on_target
     from edgeprune.stages.devices import app_postprocess
 
@@ -413,25 +555,32 @@ def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
             chosen.append(pick_step(series, s.table_step))
     spec, raw = load_spec(spec_path)
     anchors = anchors_from_spec(raw)
-    # Like the latency passes: every pass in a fresh seeded order, FPS = median over passes,
-    # so the machine's drift does not favour whichever model happens to run first.
-    rng = np.random.default_rng(int(config.get("seed", 0)))
-    fps_runs: list[list[float]] = [[] for _ in chosen]
-    for p in range(s.whole.passes):
-        for i in rng.permutation(len(chosen)):
+    seed = int(config.get("seed", 0))
+    rng = np.random.default_rng(seed)
+    frames: list[list[list[float]]] = [[] for _ in chosen]
+    orders = []
+    for p in range(s.app_passes):
+        order = [int(i) for i in rng.permutation(len(chosen))]
+        orders.append(order)
+        for i in order:
             r = chosen[i]
             result = run_app_on_target(
                 tgt, Path(model_dirs[r["build"]]) / r[f"file_{fmt}"], anchors, video,
                 raw_dir / f"app_{r['method']}_{r['step']}_p{p + 1}.log", spec.input_size,
                 spec.num_classes, app_postprocess(config), warmup_frames=s.app_warmup,
                 max_frames=s.app_frames)
-            fps_runs[i].append(float(result["fps"]))
-            log(f"application pass {p + 1}: {r['method']} step {r['step']}: "
+            frames[i].append([float(v) for v in result["samples_ms"]["frame"]])
+            log(f"application pass {p + 1}/{s.app_passes}: {r['method']} step {r['step']}: "
                 f"{result['fps']:.1f} FPS ({result['frames']} frames)")
+    write_json(raw_dir / "app_passes.json", {"seed": seed, "orders": orders, "models": [
+        f"{r['method']}/{r['series']}/{r['step']}" for r in chosen]})
     out = {}
-    for r, runs in zip(chosen, fps_runs, strict=True):
-        fps = float(np.median(runs))
-        out[(r["series"], r["method"], int(r["step"]))] = (1000.0 / fps, fps)
+    for r, per_pass in zip(chosen, frames, strict=True):
+        est = app_fps(per_pass, seed=seed)
+        out[(r["series"], r["method"], int(r["step"]))] = {
+            "fps": est.value, "lo": est.lo, "hi": est.hi, "frames_ms": per_pass}
+        log(f"application FPS {r['method']} step {r['step']}: {est.value:.2f} "
+            f"[{est.lo:.2f}, {est.hi:.2f}] over {len(per_pass)} passes")
     return out
 
 
@@ -450,6 +599,8 @@ def report_figures(archs: Sequence[str]) -> dict[str, list[str]]:
 
 def _markdown(df: pd.DataFrame, digits: int = 3) -> str:
     def cell(v: Any) -> str:
+        if v is None:
+            return ""
         if isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.{digits}f}"
         return str(v)
@@ -460,57 +611,78 @@ def _markdown(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([head, rule, *body])
 
 
-def _period_table(sizes: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def _period_table(sizes: Sequence[Mapping[str, Any]],
+                  runtimes: Mapping[str, str]) -> pd.DataFrame:
+    """One row per swept layer, target and series (whole-network latency, layer-alone latency,
+    accuracy): verdict, period, phase, p-value, smallest reachable p-value, observed and
+    detectable step (%), and the layer's cluster size with its phase."""
     rows = []
     for doc in sizes:
         for layer, per_t in doc["sweeps"].items():
             for target, e in per_t.items():
-                lat, acc = e["latency"], e["accuracy"]
-                rows.append({
-                    "arch": doc["arch"], "layer": layer, "target": target,
-                    "p_lat": e["p_lat"],
-                    "lat strength": lat["strength"], "lat threshold": lat["threshold"],
-                    "lat best": lat["best_period"], "p_acc": e["p_acc"],
-                    "acc strength": acc["strength"], "acc threshold": acc["threshold"],
-                    "P": e["P"]})
+                for kind in ("latency", "layer_latency", "accuracy"):
+                    if kind not in e:
+                        continue
+                    ev = e[kind]
+                    rows.append({
+                        "arch": doc["arch"], "layer": layer, "target": target,
+                        "runtime": runtimes.get(target, ""), "series": kind,
+                        "verdict": ev.get("verdict"), "period": ev.get("period"),
+                        "phase": ev.get("phase"), "p_value": ev.get("p_value"),
+                        "min_p_value": ev.get("min_p_value"), "step_pct": ev.get("step_pct"),
+                        "detectable_pct": ev.get("min_detectable_pct"),
+                        "points": ev.get("points"), "replicates": ev.get("replicates"),
+                        "P": e["P"], "P_phase": e.get("phase")})
     return pd.DataFrame(rows)
 
 
 def _closing_note(s: Paper2Settings, periods: pd.DataFrame, sizes: Sequence[Mapping[str, Any]],
                   t2: pd.DataFrame, t3: pd.DataFrame, t1: pd.DataFrame) -> str:
-    host = [n for n, t in s.targets.items() if t.transport == "local"]
-    found = periods[(periods["target"].isin(host)) & (periods["p_lat"] > 1)] \
-        if len(periods) else periods
-    if len(found):
-        verdict = "Yes: a latency period was detected for " + ", ".join(
-            f"{r.arch}/{r.layer} on {r.target} (p_lat = {r.p_lat})"
-            for r in found.itertuples()) + "."
-    else:
-        verdict = ("No: on the host CPU runtimes no swept layer shows latency minima with a "
-                   "period that beats shuffled data, as the paper saw for its CPU and GPU.")
-    used = "; ".join(f"{d['arch']}: {d['sizes']}" for d in sizes)
-    step = "last measured step" if s.table_step < 0 and s.table_step == -1 else \
-        f"step {s.table_step}"
+    """``summary.md``: the host period verdict per runtime with its numbers, Tables II and III
+    with 95 % intervals and words that follow them, the paper's tables, and Table I."""
+    host = {n: t.runtime for n, t in s.targets.items() if t.transport == "local"}
+    verdicts = host_verdicts(sizes, host) or ["(no sweeps on a host target)", ""]
+    used = "; ".join(f"{d['arch']}: {d['sizes']}" + (
+        f" (phases {d['phases']})" if any(v is not None for v in d.get("phases", {}).values())
+        else "") for d in sizes)
+    how = ("`size: auto` -- the detected P on " + s.size_from) if s.size == "auto" else \
+        f"the configured `paper2.cluster.size` ({s.size})"
+    step = "last measured step" if s.table_step == -1 else f"step {s.table_step}"
+    t2_words = gain_sentences(t2, "faster", "slower") or ["(no gains)"]
+    t3_words = gain_sentences(t3, "higher FPS", "lower FPS") or ["(no application FPS)"]
     lines = [
         "# Paper 2 on this machine: cluster pruning vs filter pruning", "",
-        "## Do the host CPU runtimes show a latency period?", "", verdict, "",
-        "Evidence per swept layer and target (strength of the best phase contrast of the "
-        "chosen period; threshold = 1 - alpha quantile of the same maximum on shuffled "
-        "residuals; `lat best` is the strongest candidate before the harmonic rule):", "",
-        _markdown(periods) if len(periods) else "(no sweeps)", "",
-        f"Cluster sizes used for whole-model pruning: {used}.", "",
-        f"## Table II: inference (ms, median) at the {step}, "
+        "## Do the host CPU runtimes show a latency period?", "",
+        "Latency against filters left, per host runtime. Each swept layer is timed inside the "
+        "whole network and, on its own, as the layer alone (its unit with its real input "
+        "shape); all points of one series are timed together, interleaved. The null of the "
+        "period test comes from the replicate (block) timings; `inconclusive` means the sweep "
+        "could not reach p <= alpha or could not detect the step sizes that matter. "
+        "'Observed step' is the dip at the best period and phase, 'detectable step' the "
+        "smallest dip found with 80 % power (both % of the median latency).", "",
+        *verdicts,
+        "Evidence per swept layer, target and series:", "",
+        _markdown(periods, 4) if len(periods) else "(no sweeps)", "",
+        f"Cluster sizes used for whole-model pruning ({how}): {used}.", "",
+        f"## Table II: inference (ms, median [95 % interval]) at the {step}, "
         f"{'fine-tuned' if s.table_finetuned else 'no fine-tuning'}", "",
-        _markdown(t2), "",
+        "All models of one architecture and target were timed in one interleaved comparison; "
+        "the gain rows are paired differences (positive = faster), with 95 % intervals from a "
+        "bootstrap over groups of blocks.", "",
+        _markdown(with_intervals(t2)), "", *t2_words, "",
         "Paper 2, Table II (ms):", "", _markdown(paper_table(PAPER_TABLE2, False), 2), "",
         "(The paper prints -1.97 % for the GPU filter-pruning gain; its own times, 22.33 and "
         "21.89 ms, give +1.97 %, as computed above.)", "",
-        "## Table III: application FPS", "", _markdown(t3), "",
+        "## Table III: application FPS [95 % interval]", "",
+        _markdown(with_intervals(t3)), "", *t3_words, "",
         "Paper 2, Table III (FPS):", "", _markdown(paper_table(PAPER_TABLE3, True), 3), "",
-        "Application FPS here is timed frames / wall-clock time over the `app` clip (the demo "
-        "clip from the test split unless `app.video` names one): JPEG decoding, resize to the "
-        "model input, inference, box decoding and NMS per frame, on every target that runs "
-        "Python (this machine and ssh targets; adb targets have no column).", "",
+        f"Application FPS here is 1000 / mean frame time over {s.app_passes} passes of the "
+        "`app` clip per model (the demo clip from the test split unless `app.video` names "
+        "one): JPEG decoding, resize to the model input, inference, box decoding and NMS per "
+        "frame, on every target that runs Python (this machine and ssh targets; adb targets "
+        "have no column). The models of a pass run in a seeded random order; intervals are a "
+        "two-level bootstrap over passes and frames within passes, and gains pair the models "
+        "pass by pass.", "",
         "## Table I: filters per pruned layer", "", _markdown(t1, 0), "",
     ]
     return "\n".join(lines) + "\n"
@@ -532,7 +704,7 @@ def report(config: Mapping[str, Any], sizes_jsons: Sequence[str], build_jsons: S
                    ignore_index=True)
     t2 = speed_table(whole, "latency_median_ms", s.table_finetuned, s.table_step, False)
     t3 = speed_table(whole, "app_fps", s.table_finetuned, s.table_step, True)
-    periods = _period_table(sizes)
+    periods = _period_table(sizes, {n: t.runtime for n, t in s.targets.items()})
     for df, path in ((t1, table1_csv), (t2, table2_csv), (t3, table3_csv),
                      (periods, periods_csv)):
         write_csv(df, path)
@@ -547,12 +719,16 @@ def report(config: Mapping[str, Any], sizes_jsons: Sequence[str], build_jsons: S
     write_text(summary_md, _closing_note(s, periods, sizes, t2, t3, t1))
     log("\n" + t2.to_string(index=False))
     metrics = {}
+    kinds = dict(zip(GAIN_ROWS, ("filter", "cluster", "cluster_vs_filter"), strict=True))
     for _, r in t2.iterrows():
-        if str(r["row"]).startswith("gain"):
-            kind = "filter" if "filter" in r["row"] else "cluster"
-            for target in s.targets:
-                if target in r and pd.notna(r[target]):
-                    metrics[f"gain_pct_{kind}_{r['arch']}_{target}"] = float(r[target])
+        kind = kinds.get(str(r["row"]))
+        if kind is None:
+            continue
+        for target in s.targets:
+            for col, suffix in ((target, ""), (f"{target}_ci95_lo", "_lo"),
+                                (f"{target}_ci95_hi", "_hi")):
+                if col in r and pd.notna(r[col]):
+                    metrics[f"gain_pct_{kind}_{r['arch']}_{target}{suffix}"] = float(r[col])
     return RunRecord(
         experiment=_experiment(config), run_name="paper2/report",
         params={"stage": "paper2_report", "archs": ",".join(s.archs),

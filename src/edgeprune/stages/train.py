@@ -46,8 +46,7 @@ def train_base(config: Mapping[str, Any], arch: str, model_out: str | Path,
     spec = C.detector_spec(config, arch)
     model = build_detector(spec, keras)
     anchors = anchors_for(spec, model)
-    counts = keras_counts(model)
-    log(f"{arch}: {counts['params']:,} parameters, {len(anchors)} anchors, "
+    log(f"{arch}: {model.count_params():,} parameters, {len(anchors)} anchors, "
         f"input {spec.input_size}")
     data = load_train_data(config, spec.input_size, log)
     tcfg = C.train_config(config, arch)
@@ -55,6 +54,7 @@ def train_base(config: Mapping[str, Any], arch: str, model_out: str | Path,
     history = train(model, data, anchors, tcfg, log=log)
     recalibrate(model, data, tcfg, log)
     seconds = time.perf_counter() - t0
+    counts = keras_counts(model)  # after training: the non-zero count of the trained weights
     save_keras(model, model_out)
     save_spec(spec, model, spec_out)
     metrics = {**counts, **file_sizes(model_out), "train_seconds": seconds,
