@@ -429,18 +429,6 @@ def _default_target(paths: Sequence[Path]) -> str:
                       "or --target")
 
 
-def _stderr_progress(seconds: float) -> Callable[[int, float], None]:
-    state = {"next": 5.0}
-
-    def report(groups: int, elapsed: float) -> None:
-        if elapsed >= state["next"]:
-            sys.stderr.write(f"compare: {groups} groups, {elapsed:.0f} of {seconds:g} s\n")
-            sys.stderr.flush()
-            state["next"] = elapsed + 5.0
-
-    return report
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m edgeprune.latency",
@@ -463,6 +451,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m edgeprune.latency compare MODEL_A MODEL_B ...``; exit 2 on bad input."""
+    from .devices.remote_runner import stderr_progress
+
     args = _parser().parse_args(argv)
     try:
         if len(args.models) < 2:
@@ -484,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"compare: timing {len(paths)} models on {target.name} for about "
                          f"{settings.seconds:g} s\n")
         comparison = compare_on_target(target, paths, settings,
-                                       progress=_stderr_progress(settings.seconds))
+                                       progress=stderr_progress(settings.seconds, "compare", 5.0))
     except EdgepruneError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -23,7 +23,10 @@ import numpy as np
 
 from edgeprune.errors import DataError
 
-__all__ = ["FrozenDetector", "convert_to_ir", "freeze_detector", "ir_files", "openvino_runner"]
+__all__ = [
+    "FrozenDetector", "FrozenGraph", "convert_to_ir", "freeze_checked", "freeze_detector",
+    "freeze_graph", "ir_files", "openvino_runner", "save_ir",
+]
 
 OUTPUT_NAMES = ("loc", "conf")
 
@@ -46,55 +49,96 @@ def _is_export(model: Any) -> bool:
     return set(getattr(model, "output_names", ())) == set(OUTPUT_NAMES)
 
 
-def freeze_detector(model: Any) -> FrozenDetector:
-    """Freeze a training or exported Keras detector into a batch-1 constant graph.
+@dataclass(frozen=True)
+class FrozenGraph:
+    """A single-input Keras model traced at batch 1 and constant-folded.
 
-    A training model (``conf_logits``) is wrapped by :func:`edgeprune.models.export_model`
-    first, so the frozen graph always ends in softmax scores named ``conf``.
+    ``function`` is the folded graph re-wrapped with an input signature (converters need it),
+    returning the model's output structure; ``module`` keeps it alive and gives converters a
+    small object to serialise; ``traced`` is the variable-capturing function it was folded from.
+    """
+
+    function: Any
+    module: Any
+    traced: Any
+    input_shape: tuple[int, ...]
+
+
+def freeze_graph(net: Any, input_name: str = "image") -> FrozenGraph:
+    """Freeze a single-input Keras model with a static input shape: trace it at batch 1 with a
+    float32 input called ``input_name``, turn its variables into constants and re-wrap the
+    constant graph (``import_graph_def``) as a ``tf.function`` with that input signature.
+
+    The shared route of :func:`freeze_detector`, :func:`edgeprune.quantize.freeze_logits` and
+    :func:`edgeprune.cluster.convert.freeze_model`; it checks nothing about the outputs.
     """
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
-    from edgeprune.models import export_model
     from edgeprune.tfenv import setup
 
-    tf, keras = setup()
-    if isinstance(model, FrozenDetector):
-        return model
-    export = model if _is_export(model) else export_model(model, keras)
-    h, w, c = (int(d) for d in export.inputs[0].shape[1:])
-    spec = tf.TensorSpec([1, h, w, c], tf.float32, name="image")
-    traced = tf.function(lambda image: export(image, training=False)).get_concrete_function(spec)
+    tf, _ = setup()
+    shape = (1, *(int(d) for d in net.inputs[0].shape[1:]))
+    spec = tf.TensorSpec(list(shape), tf.float32, name=input_name)
+    traced = tf.function(lambda x: net(x, training=False)).get_concrete_function(spec)
     frozen = convert_variables_to_constants_v2(traced)
     graph_def = frozen.graph.as_graph_def()
-    input_name = frozen.inputs[0].name
+    graph_input = frozen.inputs[0].name
     # The frozen function keeps the outputs in order but may drop their dict structure (models
     # loaded from disk), so the structure is taken from the traced function.
     output_names = [t.name for t in frozen.outputs]
     structure = traced.structured_outputs
 
     @tf.function(input_signature=[spec])
-    def serve(image: Any) -> Any:
-        outs = tf.graph_util.import_graph_def(graph_def, input_map={input_name: image},
+    def serve(x: Any) -> Any:
+        outs = tf.graph_util.import_graph_def(graph_def, input_map={graph_input: x},
                                               return_elements=output_names, name="")
         return tf.nest.pack_sequence_as(structure, outs)
 
     module = tf.Module()
     module.serve = serve
-    function = serve.get_concrete_function()
-    _check_frozen(export, function, (1, h, w, c))
-    return FrozenDetector(function, module, (1, h, w, c))
+    return FrozenGraph(serve.get_concrete_function(), module, traced, shape)
 
 
-def _check_frozen(export: Any, function: Any, shape: tuple[int, int, int, int]) -> None:
-    """The frozen graph must give the Keras outputs, name for name (one random image)."""
+def freeze_detector(model: Any) -> FrozenDetector:
+    """Freeze a training or exported Keras detector into a batch-1 constant graph.
+
+    A training model (``conf_logits``) is wrapped by :func:`edgeprune.models.export_model`
+    first, so the frozen graph always ends in softmax scores named ``conf``.
+    """
+    from edgeprune.models import export_model
+    from edgeprune.tfenv import setup
+
+    if isinstance(model, FrozenDetector):
+        return model
+    _, keras = setup()
+    export = model if _is_export(model) else export_model(model, keras)
+    return freeze_checked(export, OUTPUT_NAMES)
+
+
+def freeze_checked(net: Any, names: tuple[str, ...]) -> FrozenDetector:
+    """:func:`freeze_graph` for a detector-shaped ``net`` (input (1, H, W, C) float32 named
+    ``image``, dict outputs ``names``), checked against the Keras model on one random image."""
+    graph = freeze_graph(net)
+    shape = graph.input_shape
+    if len(shape) != 4:
+        raise DataError(f"detector input shape {shape}: expected (1, height, width, channels)")
+    image_shape = (shape[0], shape[1], shape[2], shape[3])
+    _check_frozen(net, graph.function, image_shape, names)
+    return FrozenDetector(graph.function, graph.module, image_shape)
+
+
+def _check_frozen(net: Any, function: Any, shape: tuple[int, int, int, int],
+                  names: tuple[str, ...]) -> None:
+    """The frozen graph must give the Keras outputs ``names``, name for name (one random
+    image)."""
     image = np.random.default_rng(0).uniform(0.0, 255.0, shape).astype(np.float32)
     got = function(image)
-    want = export(image, training=False)
-    if not isinstance(got, dict) or set(got) != set(OUTPUT_NAMES):
-        raise DataError(f"frozen detector outputs are {got!r}, expected {OUTPUT_NAMES}")
-    for name in OUTPUT_NAMES:
+    want = net(image, training=False)
+    if not isinstance(got, dict) or set(got) != set(names):
+        raise DataError(f"frozen detector outputs are {got!r}, expected {names}")
+    for name in names:
         a, b = np.asarray(got[name]), np.asarray(want[name])
         if a.shape != b.shape:
             raise DataError(f"frozen detector output {name!r} has shape {a.shape}, the Keras "
@@ -131,6 +175,14 @@ def convert_to_ir(keras_model_or_export: Any, xml_path: str | os.PathLike[str],
     missing = set(OUTPUT_NAMES) - names
     if missing:
         raise DataError(f"converted IR lacks outputs {sorted(missing)} (has {sorted(names)})")
+    return save_ir(model, xml_path, fp16)
+
+
+def save_ir(model: Any, xml_path: str | os.PathLike[str], fp16: bool) -> Path:
+    """``ov.save_model`` an OpenVINO model under temporary names beside ``xml_path``, renamed
+    into place weights first, so a reader never sees a half-written IR. Returns the ``.xml``."""
+    import openvino as ov
+
     xml, weights = ir_files(xml_path)
     xml.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.", dir=xml.parent))

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeprune.errors import DataError
 from edgeprune.fileio import write_bytes
-from edgeprune.openvino_rt import FrozenDetector
+from edgeprune.openvino_rt import FrozenDetector, freeze_checked
 
 #: Output names of every converted flatbuffer.
 TFLITE_OUTPUTS: tuple[str, str] = ("loc", "conf_logits")
@@ -80,41 +80,7 @@ def logits_model(model: Any) -> Any:
 def freeze_logits(model: Any) -> FrozenDetector:
     """Freeze a detector (training or exported) into a batch-1 constant graph with outputs
     ``loc`` and ``conf_logits``, checked against the Keras model on one random image."""
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    from edgeprune.tfenv import setup
-
-    tf, _ = setup()
-    net = logits_model(model)
-    h, w, c = (int(d) for d in net.inputs[0].shape[1:])
-    spec = tf.TensorSpec([1, h, w, c], tf.float32, name="image")
-    traced = tf.function(lambda image: net(image, training=False)).get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(traced)
-    graph_def = frozen.graph.as_graph_def()
-    input_name = frozen.inputs[0].name
-    output_names = [t.name for t in frozen.outputs]
-    structure = traced.structured_outputs
-
-    @tf.function(input_signature=[spec])
-    def serve(image: Any) -> Any:
-        outs = tf.graph_util.import_graph_def(graph_def, input_map={input_name: image},
-                                              return_elements=output_names, name="")
-        return tf.nest.pack_sequence_as(structure, outs)
-
-    module = tf.Module()
-    module.serve = serve
-    function = serve.get_concrete_function()
-    image = np.random.default_rng(0).uniform(0.0, 255.0, (1, h, w, c)).astype(np.float32)
-    got, want = function(image), net(image, training=False)
-    for name in TFLITE_OUTPUTS:
-        a, b = np.asarray(got[name]), np.asarray(want[name])
-        # Folding batch norm into the convolutions reorders float32 arithmetic (rounding noise).
-        scale = max(1.0, float(np.abs(b).max(initial=0.0)))
-        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-3 * scale):
-            raise DataError(f"frozen detector output {name!r} differs from the Keras model")
-    return FrozenDetector(function, module, (1, h, w, c))
+    return freeze_checked(logits_model(model), TFLITE_OUTPUTS)
 
 
 def convert(model: Any, dtype: str, out_path: str | Path,

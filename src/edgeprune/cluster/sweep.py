@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.cluster.algorithm import sweep_points
-from edgeprune.cluster.convert import write_artifacts, write_model_artifacts
+from edgeprune.cluster.convert import Artifact, write_artifacts, write_model_artifacts
 from edgeprune.cluster.cost import model_cost
 from edgeprune.cluster.importance import ascending_order, conv_kernel, theta_mw
 from edgeprune.cluster.isolate import isolate_layer
@@ -37,6 +37,18 @@ def _removal_order(model: Any, layer: str) -> tuple[list[int], int]:
     return [int(i) for i in ascending_order(scores)], len(scores)
 
 
+def _point_row(layer: str, scope: str, left: int, width: int, removed: list[int], model: Any,
+               arts: dict[str, Artifact]) -> dict[str, Any]:
+    """One sweep point's row: layer, scope, filters left and pruned, removed indices, the
+    parameters and MACs of ``model``, and each artifact's file name and conversion seconds."""
+    row: dict[str, Any] = {"layer": layer, "scope": scope, "filters_left": left,
+                           "pruned": width - left, "removed": removed, **model_cost(model)}
+    for fmt, art in arts.items():
+        row[f"file_{fmt}"] = art.path.name
+        row[f"convert_s_{fmt}"] = art.seconds
+    return row
+
+
 def sweep_layer(model: Any, spec: DetectorSpec, layer: str, step: int, min_left: int,
                 formats: tuple[str, ...], out_dir: Path, test: TestSet, threads: int,
                 log: Callable[[str], None], accuracy: str = "keras",
@@ -51,11 +63,7 @@ def sweep_layer(model: Any, spec: DetectorSpec, layer: str, step: int, min_left:
         removed = sorted(order[:width - left])
         thin = prune_filters(model, spec, {layer: removed}, keras)[0] if removed else model
         arts = write_artifacts(thin, out_dir / f"{left:04d}", formats)
-        row: dict[str, Any] = {"layer": layer, "scope": "network", "filters_left": left,
-                               "pruned": width - left, "removed": removed, **model_cost(thin)}
-        for fmt, art in arts.items():
-            row[f"file_{fmt}"] = art.path.name
-            row[f"convert_s_{fmt}"] = art.seconds
+        row = _point_row(layer, "network", left, width, removed, thin, arts)
         maps = model_maps(thin, arts, accuracy, test, threads)
         row.update(maps)
         log(f"{layer}: {left}/{width} filters left, {row['macs']:,} MACs, "
@@ -79,12 +87,7 @@ def sweep_isolated(model: Any, layer: str, step: int, min_left: int, formats: tu
         keep = sorted(set(range(width)) - set(removed))
         unit = isolate_layer(model, layer, keras, keep)
         arts = write_model_artifacts(unit, out_dir / f"layer_{left:04d}", formats)
-        row: dict[str, Any] = {"layer": layer, "scope": "layer", "filters_left": left,
-                               "pruned": width - left, "removed": removed, **model_cost(unit)}
-        for fmt, art in arts.items():
-            row[f"file_{fmt}"] = art.path.name
-            row[f"convert_s_{fmt}"] = art.seconds
-        rows.append(row)
+        rows.append(_point_row(layer, "layer", left, width, removed, unit, arts))
     log(f"{layer} alone: {len(rows)} points from {width} filters, input "
         f"{tuple(model.get_layer(layer).input_shape[1:])}")
     return rows

@@ -234,19 +234,31 @@ def _measure_benchmark_app(ctx: _Context, text: str) -> _Measurement:
     return _Measurement(stats, "openvino benchmark_app", parsed["build"], tool=parsed, warmup=1)
 
 
-def _exec_runner(ctx: _Context) -> _Execution:
+def _runner_head(ctx: _Context) -> list[str]:
+    """``<python> <staged remote_runner.py> --runtime <litert|openvino>`` for the target."""
     target = ctx.target
     assert target.python is not None
     script = _stage(ctx, REMOTE_RUNNER, "remote_runner.py")
     runtime = "litert" if target.runtime == "litert-python" else "openvino"
-    argv = [target.python, script, "--runtime", runtime, "--model", _stage_model(ctx),
-            "--warmup", str(ctx.warmup), "--runs", str(ctx.runs)]
+    return [target.python, script, "--runtime", runtime]
+
+
+def _runner_flags(target: Target) -> list[str]:
+    """remote_runner.py options the target sets: threads, XNNPACK off, OpenVINO device."""
+    flags: list[str] = []
     if target.threads is not None:
-        argv += ["--threads", str(target.threads)]
+        flags += ["--threads", str(target.threads)]
     if target.delegates is not None and not target.delegates.xnnpack:
-        argv.append("--no-xnnpack")
+        flags.append("--no-xnnpack")
     if target.device is not None:
-        argv += ["--device", target.device]
+        flags += ["--device", target.device]
+    return flags
+
+
+def _exec_runner(ctx: _Context) -> _Execution:
+    target = ctx.target
+    argv = [*_runner_head(ctx), "--model", _stage_model(ctx),
+            "--warmup", str(ctx.warmup), "--runs", str(ctx.runs), *_runner_flags(target)]
     return _Execution(argv, ctx.transport.run(argv, timeout=target.timeout_s))
 
 
@@ -392,20 +404,12 @@ def compare_with_runner(target: Target, models: Sequence[str | Path], raw_log: s
     _check_compare(target, paths)
     assert target.python is not None
     ctx = _Context(target, transport_for(target), paths[0], warmup, 1)
-    script = _stage(ctx, REMOTE_RUNNER, "remote_runner.py")
-    runtime = "litert" if target.runtime == "litert-python" else "openvino"
-    argv = [target.python, script, "--runtime", runtime, "--compare"]
+    argv = [*_runner_head(ctx), "--compare"]
     for path in paths:
         argv += ["--model", _stage_model(replace(ctx, model=path))]
     argv += ["--warmup", str(warmup), "--seconds", str(seconds), "--block-runs", str(block_runs),
              "--blocks-per-group", str(blocks_per_group), "--min-groups", str(min_groups),
-             "--max-groups", str(max_groups), "--seed", str(seed)]
-    if target.threads is not None:
-        argv += ["--threads", str(target.threads)]
-    if target.delegates is not None and not target.delegates.xnnpack:
-        argv.append("--no-xnnpack")
-    if target.device is not None:
-        argv += ["--device", target.device]
+             "--max-groups", str(max_groups), "--seed", str(seed), *_runner_flags(target)]
     result = ctx.transport.run(argv, timeout=target.timeout_s + seconds)
     write_text(raw_log, f"$ {shlex.join(argv)}\n{result.stdout}{result.stderr}")
     if result.rc != 0:

@@ -275,15 +275,17 @@ def time_openvino(args: argparse.Namespace) -> dict[str, Any]:
     return {**info, "samples_ms": samples}
 
 
-def _stderr_progress(seconds: float) -> Callable[[int, float], None]:
-    """Progress lines on stderr, at most one every 10 s of timing."""
-    state = {"next": 10.0}
+def stderr_progress(seconds: float, label: str = "remote_runner",
+                    every: float = 10.0) -> Callable[[int, float], None]:
+    """An :func:`interleave` ``progress`` callback writing ``<label>: <n> groups, <elapsed> of
+    <seconds> s`` lines on stderr, at most one every ``every`` s of timing."""
+    state = {"next": every}
 
     def report(groups: int, elapsed: float) -> None:
         if elapsed >= state["next"]:
-            sys.stderr.write(f"remote_runner: {groups} groups, {elapsed:.0f} of {seconds:.0f} s\n")
+            sys.stderr.write(f"{label}: {groups} groups, {elapsed:.0f} of {seconds:g} s\n")
             sys.stderr.flush()
-            state["next"] = elapsed + 10.0
+            state["next"] = elapsed + every
 
     return report
 
@@ -302,7 +304,7 @@ def compare_models(args: argparse.Namespace) -> dict[str, Any]:
     raw = interleave(openers, block_runs=args.block_runs, blocks_per_group=args.blocks_per_group,
                      warmup=args.warmup, seconds=args.seconds, min_groups=args.min_groups,
                      max_groups=args.max_groups, seed=args.seed,
-                     progress=_stderr_progress(args.seconds))
+                     progress=stderr_progress(args.seconds))
     identity = {k: v for k, v in infos[0].items() if k != "input_shapes"}
     return {**identity, "mode": "compare", "models": list(args.model),
             "input_shapes": [info.get("input_shapes") for info in infos], "interleave": raw}
