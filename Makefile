@@ -24,7 +24,7 @@ test: venv  ## unit + integration tests (CPU only)
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check src tests workflow/scripts
+	$(VENV)/bin/ruff check src tests workflow/scripts benchmarks
 	$(SNAKEMAKE) --lint
 
 report: venv  ## HTML report with tables and figures

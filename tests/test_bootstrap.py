@@ -266,11 +266,11 @@ def test_chunking_does_not_change_samples(
         assert len(set(whole[metric].tolist())) > 10
 
 
-def test_paired_difference_for_config(tmp_path: Path) -> None:
+def test_map_pairer_reads_the_config(tmp_path: Path) -> None:
     """The Table 1 entry point: test set, classes and settings from the config."""
     from PIL import Image
 
-    from edgeprune.stages.evaluate import paired_difference_for_config
+    from edgeprune.stages.evaluate import map_pairer
 
     anns, noisy, perfect = _dataset(n_images=12, seed=5)
     base = tmp_path / "VOCdevkit" / "VOC2007"
@@ -292,9 +292,8 @@ def test_paired_difference_for_config(tmp_path: Path) -> None:
     config = {"data": {"source": "voc", "root": str(tmp_path / "VOCdevkit"), "classes": CLASSES,
                        "test_sets": ["VOC2007/test"]},
               "evaluation": {"metric": "all", "iou_threshold": 0.5, "bootstrap": 150}, "seed": 8}
-    got = paired_difference_for_config(config, tmp_path / "a", tmp_path / "b")
+    got = map_pairer(config)(tmp_path / "a", tmp_path / "b")
     want = paired_difference_from_dirs(anns, tmp_path / "a", tmp_path / "b", CLASSES, "all",
                                        resamples=150, seed=8)
     assert got == want and (got.metric, got.resamples, got.seed) == ("all", 150, 8)
-    assert paired_difference_for_config(config, tmp_path / "a", tmp_path / "b",
-                                        metric="voc07").metric == "voc07"
+    assert map_pairer(config, metric="voc07")(tmp_path / "a", tmp_path / "b").metric == "voc07"

@@ -12,6 +12,7 @@ from edgeprune.cluster.period import (
     cluster_phase,
     cluster_size,
     detect_period,
+    detect_steps,
     most_common,
     running_median,
 )
@@ -60,6 +61,16 @@ def test_period_16_staircase_at_64_points() -> None:
     long = _left(96)
     assert 32 in detect_period(long, None, "minima", FAST,
                                replicates=_sweep(0, long, 8)).strengths
+
+
+def test_candidates_restrict_the_periods_tried() -> None:
+    left = _left(64)
+    reps = _sweep(0, left, 12, 4, amp=0.1)          # a period-12 staircase
+    free = detect_period(left, None, "minima", FAST, replicates=reps)
+    assert (free.verdict, free.period) == ("period", 12), free.reason
+    blocked = PeriodSettings(permutations=300, power_sims=40, candidates=(2, 4, 8, 16, 32))
+    ev = detect_period(left, None, "minima", blocked, replicates=reps)
+    assert set(ev.strengths) <= {2, 4, 8, 16} and ev.period != 12
 
 
 @pytest.mark.parametrize("points,step", [(16, 2), (32, 1), (64, 1)])
@@ -178,3 +189,39 @@ def test_lcm_phase_and_helpers() -> None:
     assert most_common([8, 16, 16, 8, 4]) == 8 and most_common([]) is None
     np.testing.assert_allclose(running_median(np.array([1.0, 9.0, 2.0, 3.0, 4.0]), 3),
                                [1.0, 2.0, 3.0, 3.0, 4.0])
+
+
+def _blocks(seed: int, left: np.ndarray, block: int = 16, jump: float = 0.12,
+            groups: int = 30, spikes: float = 0.1) -> list[list[float]]:
+    """Replicates of a layer whose latency is flat over blocks of ``block`` filters (padded
+    channels: cost ~ ceil(left / block)), with heavy-tailed hiccups in ``spikes`` of them."""
+    rng = np.random.default_rng(seed)
+    mu = 0.03 * (1.0 + jump * np.ceil(left / block))
+    reps = mu[:, None] * (1.0 + rng.normal(0.0, 0.01, (left.size, groups)))
+    hiccup = rng.random(reps.shape) < spikes
+    return np.where(hiccup, reps * rng.uniform(1.5, 3.0, reps.shape), reps).tolist()
+
+
+def test_block_steps_found_despite_hiccups() -> None:
+    left = np.arange(192, 257)                         # a 64-filter window at step 1
+    cfg = PeriodSettings(permutations=300, candidates=(2, 4, 8, 16, 32))
+    for seed in range(3):
+        ev = detect_steps(left, _blocks(seed, left), cfg)
+        # Flat over (16k, 16k + 16]: the most filters for a latency are multiples of 16.
+        assert (ev.verdict, ev.period, ev.phase, ev.kind) == ("period", 16, 0, "steps"), ev.reason
+        assert ev.step_pct is not None and 3.5 < ev.step_pct < 6   # 0.12 / (1 + 0.12 * 14)
+        assert ev.to_dict()["strengths"]["16"] > ev.to_dict()["strengths"]["8"]
+
+
+def test_block_steps_false_positive_rate_on_smooth_trend() -> None:
+    left = np.arange(192, 257)
+    cfg = PeriodSettings(permutations=200, candidates=(2, 4, 8, 16, 32), alpha=0.05)
+    hits = sum(detect_steps(left, _blocks(seed, left, block=1, jump=0.002), cfg).verdict
+               == "period" for seed in range(40))
+    assert hits <= 5                                   # 5 % expected; binomial slack
+
+
+def test_block_steps_need_a_step_1_sweep_with_replicates() -> None:
+    left = np.arange(2, 66, 2)
+    ev = detect_steps(left, _blocks(0, left))
+    assert ev.verdict == "inconclusive" and ev.p_value is None and "step-1" in ev.reason

@@ -109,6 +109,7 @@ def test_timing_settings_become_engine_settings() -> None:
     ({"whole": {"finetune": {"optimizer": "rmsprop"}}}, "paper2.whole.finetune.optimizer"),
     ({"whole": {"finetune": {"momentum": 1.0}}}, "paper2.whole.finetune.momentum"),
     ({"app_fps": {"passes": 0}}, "paper2.app_fps.passes"),
+    ({"period": {"candidates": [8, 1]}}, "paper2.period.candidates"),
 ])
 def test_errors_name_the_key(section: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -152,6 +152,11 @@ def test_host_verdict_per_runtime() -> None:
     assert "phone" not in lines
     assert "p = 0.0010 (smallest reachable 0.0025), observed step 1.50 %, " \
            "detectable step 0.80 %" in lines
+    # Significant on its own (p <= 0.01) but not over the runtime's two series (0.005).
+    sizes[0]["sweeps"]["conv11"]["host-openvino"]["layer_latency"] = _ev("period", 17, 0.0075)
+    lines = "\n".join(host_verdicts(sizes, {"host-openvino": "openvino"}))
+    assert "**host-openvino (openvino): not confirmed** -- a/conv11 (layer alone): period 17, " \
+           "p = 0.0075" in lines and "Bonferroni bound 0.0050" in lines
     sizes[0]["sweeps"]["conv11"]["host-litert"]["latency"] = _ev("inconclusive", p=None)
     lines = "\n".join(host_verdicts(sizes, {"host-litert": "litert-python"}))
     assert "inconclusive" in lines and "p = n/a" in lines

@@ -199,10 +199,13 @@ rule p2_openvino_accuracy:
     conda:
         "../../envs/edgeprune.yaml"
     input:
-        expand(f"{RESULTS}/eval/{{arch}}/base/{{runtime}}.json", arch=P2.archs,
-               runtime=["keras", "openvino-fp32", "openvino-fp16"]),
+        data_ready,
+        evals=expand(f"{RESULTS}/eval/{{arch}}/base/{{runtime}}.json", arch=P2.archs,
+                     runtime=["keras", "openvino-fp32", "openvino-fp16"]),
     output:
         f"{P2_ROOT}/openvino_accuracy.csv",
+    params:
+        settings=config_params("seed", "data.test_sets", "evaluation"),
     log:
         f"{RESULTS}/logs/paper2/openvino_accuracy.log",
     benchmark:

@@ -67,11 +67,14 @@ class PeriodSettings:
     ``permutations`` is the number of simulated null sweeps (the name is kept from the former
     shuffle test); ``power_sims`` the simulations per planted step size; a sweep that finds no
     period is ``inconclusive`` unless it could detect a step of ``min_step_pct`` % of the
-    median value with probability ``power``.
+    median value with probability ``power``. ``candidates`` restricts the periods tried (e.g.
+    the channel blockings hardware uses, 2/4/8/16/32): fewer candidates, fewer chances for
+    noise to look like a period; None tries every multiple of the step up to ``max_period``.
     """
 
     max_period: int = 32
     min_cycles: int = 3
+    candidates: tuple[int, ...] | None = None
     alpha: float = 0.01
     permutations: int = 1000
     harmonic_ratio: float = 0.85
@@ -301,7 +304,9 @@ def _candidates(x: np.ndarray, step: int, cfg: PeriodSettings) -> list[int]:
     if not len(x):
         return []
     span = int(x.max() - x.min()) + step
-    return [p for p in range(2 * step, cfg.max_period + 1, step) if span // p >= cfg.min_cycles]
+    allowed = set(cfg.candidates) if cfg.candidates is not None else None
+    return [p for p in range(2 * step, cfg.max_period + 1, step)
+            if span // p >= cfg.min_cycles and (allowed is None or p in allowed)]
 
 
 def _projector(m: np.ndarray) -> tuple[np.ndarray, int]:
@@ -529,3 +534,107 @@ def detect_period(filters_left: Sequence[int], values: Sequence[float] | None = 
     return PeriodEvidence(period=1, phase=None, verdict=verdict,
                           reason=f"no period: best {found}; {why}", **common)
 
+
+
+# --------------------------------------------------------------------------- block steps
+
+
+def _jump_scores(y: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """|y_i - y_(i-1)| in units of its standard error, for each row of ``y`` (B, n) -> (B, n-1)."""
+    sd = np.sqrt(se[1:] ** 2 + se[:-1] ** 2)
+    return np.abs(np.diff(y, axis=-1)) / sd
+
+
+def _step_contrasts(z: np.ndarray, x_hi: np.ndarray, cands: Sequence[int],
+                    min_cycles: int) -> dict[tuple[int, int], np.ndarray]:
+    """For every period ``p`` and phase ``r``: median jump score at the boundaries (the jump
+    into ``left ≡ r (mod p)`` from one filter fewer) minus the median elsewhere, per row."""
+    out = {}
+    for p in cands:
+        for r in range(p):
+            at = np.mod(x_hi, p) == r
+            if at.sum() < min_cycles or (~at).sum() < 1:
+                continue
+            out[(p, r)] = np.median(z[:, at], axis=1) - np.median(z[:, ~at], axis=1)
+    return out
+
+
+def _median_draws(units: Sequence[np.ndarray], rng: np.random.Generator,
+                  count: int) -> np.ndarray:
+    """Bootstrap medians of each point's replicate units, centred: (count, points)."""
+    out = np.empty((count, len(units)))
+    for i, u in enumerate(units):
+        idx = rng.integers(0, u.size, (count, u.size))
+        out[:, i] = np.median(u[idx], axis=1) - np.median(u)
+    return out
+
+
+def detect_steps(filters_left: Sequence[int], replicates: Sequence[Any],
+                 cfg: PeriodSettings = PeriodSettings()) -> PeriodEvidence:
+    """Block-level steps: latency that stays flat for ``p`` filter counts and jumps at the
+    block boundaries (kernels that pad channels to blocks of ``p``), the pattern
+    :func:`detect_period`'s dips do not describe.
+
+    Needs a step-1 sweep with replicate timings. Each point is the *median* of its replicate
+    units (timing hiccups make them heavy-tailed: a 30 µs layer sometimes takes 70 µs), with
+    its standard error from a bootstrap of that median. For each candidate period and phase the
+    statistic is the median standardised jump at the boundaries minus the median elsewhere (a
+    smooth trend gives the same jumps at every phase and cancels; one odd point moves a median
+    of at least ``min_cycles`` boundaries little). The null: the fitted quadratic trend plus
+    each point's bootstrap median noise, ``permutations`` sweeps, the maximum over every period
+    and phase. Among periods whose strength is within ``harmonic_ratio`` of the best the
+    smallest is reported (a multiple of the true period misses some of its boundaries and
+    scores lower). ``phase`` is the filter count, mod the period, at the top of a flat block
+    (the most filters for that latency); ``step_pct`` the median boundary jump in % of the
+    median value.
+    """
+    s = _prepare(filters_left, None, replicates, "minima")
+    n = len(s.x)
+    common = dict(kind="steps", step=s.step, points=n, alpha=cfg.alpha, noise="replicates")
+    units = [u for u in (s.units or []) if u.size > 1]
+    cands = _candidates(s.x, 1, cfg) if s.step == 1 else []
+    if s.units is None or len(units) != n or not cands:
+        why = ("needs a step-1 sweep with at least two replicate timings per point"
+               if s.units is None or len(units) != n or s.step != 1
+               else f"{n} points hold fewer than {cfg.min_cycles} boundaries of any period")
+        return PeriodEvidence(period=1, phase=None, strength=0.0, best_period=None,
+                              threshold=None, p_value=None, reason=why, **common)
+    rng = np.random.default_rng(cfg.seed)
+    y = np.array([np.median(u) for u in units])
+    draws = _median_draws(units, rng, cfg.permutations)
+    se = np.maximum(draws.std(axis=0), 1e-12 * max(1.0, float(np.abs(y).max())))
+    obs = _step_contrasts(_jump_scores(y[None, :], se), s.x[1:], cands, cfg.min_cycles)
+    if not obs:
+        return PeriodEvidence(period=1, phase=None, strength=0.0, best_period=None,
+                              threshold=None, p_value=None,
+                              reason=f"no phase holds {cfg.min_cycles} boundaries", **common)
+    strengths = {p: max(float(v[0]) for (q, _), v in obs.items() if q == p)
+                 for p in sorted({p for p, _ in obs})}
+    bounds = {p: max(((r, float(v[0])) for (q, r), v in obs.items() if q == p),
+                     key=lambda t: t[1])[0] for p in strengths}
+    phases = {p: (r - 1) % p for p, r in bounds.items()}
+    best = max(strengths, key=lambda p: (strengths[p], -p))
+    top = strengths[best]
+    trend = np.polyval(np.polyfit(s.x, y, min(2, n - 1)), s.x)
+    null_draws = _median_draws(units, rng, cfg.permutations)
+    sims = _step_contrasts(_jump_scores(trend[None, :] + null_draws, se), s.x[1:], cands,
+                           cfg.min_cycles)
+    null = np.max(np.stack(list(sims.values())), axis=0)
+    p_value = float((1 + np.sum(null >= top)) / (cfg.permutations + 1))
+    min_p = 1.0 / (cfg.permutations + 1)
+    chosen = min(p for p in strengths if strengths[p] >= cfg.harmonic_ratio * top)
+    at = np.mod(s.x[1:], chosen) == bounds[chosen]
+    med = float(np.median(np.abs(y)))
+    step_pct = 100.0 * float(np.median(np.abs(np.diff(y))[at])) / med if med > 0 else None
+    found = p_value <= cfg.alpha
+    verdict = "period" if found else ("inconclusive" if min_p > cfg.alpha else "none")
+    reason = (f"flat blocks of {chosen} filters, ending at left ≡ {phases[chosen]} (mod "
+              f"{chosen}), median jump {step_pct:.2f} %, p = {p_value:.3g}" if found else
+              f"no block steps beat the replicate noise (best period {best}, p = "
+              f"{p_value:.3g})")
+    return PeriodEvidence(
+        period=chosen if found else 1, phase=phases[chosen] if found else None, strength=top,
+        best_period=best, best_phase=phases[best], threshold=_threshold(null, cfg.alpha),
+        p_value=p_value, reason=reason, verdict=verdict, min_p_value=min_p,
+        step_pct=step_pct, replicates=float(np.median([u.size for u in units])),
+        median_value=med, strengths=strengths, phases=phases, **common)

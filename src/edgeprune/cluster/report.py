@@ -290,7 +290,7 @@ def plot_evidence(sizes: Mapping[str, Any], paths: Sequence[str | Path]) -> None
     plt = _plt()
     panels = [(layer, target, kind, ev[kind])
               for layer, per_t in sizes["sweeps"].items() for target, ev in per_t.items()
-              for kind in ("latency", "layer_latency", "accuracy") if kind in ev]
+              for kind in SERIES_KINDS if kind in ev]
     cols = 2
     rows = max(1, math.ceil(len(panels) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(9, 2.4 * rows), squeeze=False)
@@ -388,7 +388,10 @@ def evidence_phrase(ev: Mapping[str, Any]) -> str:
     """Verdict of one series with its numbers: period and phase, p-value, the smallest
     p-value the sweep could reach, the observed step and the smallest detectable step (%)."""
     p = ev.get("p_value")
-    head = {"period": f"period {ev.get('period')} (phase {ev.get('phase')})",
+    found = (f"flat blocks of {ev.get('period')} filters, ending at left ≡ {ev.get('phase')} "
+             f"(mod {ev.get('period')})" if ev.get("kind") == "steps"
+             else f"period {ev.get('period')} (phase {ev.get('phase')})")
+    head = {"period": found,
             "none": "no period", "inconclusive": "inconclusive"}.get(str(ev.get("verdict")),
                                                                      str(ev.get("verdict")))
     return (f"{head}; p = {'n/a' if p is None else f'{float(p):.4f}'} (smallest reachable "
@@ -396,15 +399,20 @@ def evidence_phrase(ev: Mapping[str, Any]) -> str:
             f"{_pct(ev.get('step_pct'))}, detectable step {_pct(ev.get('min_detectable_pct'))}")
 
 
-SERIES_TITLES = {"latency": "whole network", "layer_latency": "layer alone"}
+SERIES_TITLES = {"latency": "whole network", "layer_latency": "layer alone",
+                 "steps": "whole network, block steps", "layer_steps": "layer alone, block steps"}
+#: Every evidence series of a sweep, in report order.
+SERIES_KINDS = (*SERIES_TITLES, "accuracy")
 
 
 def host_verdicts(sizes: Sequence[Mapping[str, Any]],
                   runtimes: Mapping[str, str]) -> list[str]:
     """Per host target (``runtimes``: target -> runtime): does latency against filters left
-    show a period? One verdict line per runtime (yes if any latency series found one; no when
-    every series could rule out a step of its detectable size; else inconclusive), then one
-    bullet per swept layer and series with :func:`evidence_phrase`."""
+    show a period? One verdict line per runtime, then one bullet per swept layer and series
+    with :func:`evidence_phrase`. A runtime tests several series, so its verdict is *yes* only
+    when a series' p-value stays at or below ``alpha / series`` (Bonferroni over the runtime's
+    series); a series significant only on its own is reported as not confirmed. *No period*
+    when every series could rule out a step of its detectable size, else *inconclusive*."""
     lines = []
     for target, runtime in runtimes.items():
         series = [(doc["arch"], layer, kind, per_t[target][kind])
@@ -413,10 +421,20 @@ def host_verdicts(sizes: Sequence[Mapping[str, Any]],
         if not series:
             continue
         verdicts = {str(ev.get("verdict")) for *_, ev in series}
-        if "period" in verdicts:
-            found = [f"{a}/{layer} ({SERIES_TITLES[k]}): period {ev['period']}"
-                     for a, layer, k, ev in series if ev.get("verdict") == "period"]
-            head = f"**{target} ({runtime}): yes** -- " + "; ".join(found) + "."
+        hits = [(a, layer, k, ev) for a, layer, k, ev in series if ev.get("verdict") == "period"]
+        bound = min(float(ev.get("alpha", 0.01)) for *_, ev in series) / len(series)
+        confirmed = [h for h in hits if float(h[3]["p_value"]) <= bound]
+        if confirmed:
+            found = [f"{a}/{layer} ({SERIES_TITLES[k]}): period {ev['period']} "
+                     f"(p = {float(ev['p_value']):.4f})" for a, layer, k, ev in confirmed]
+            head = (f"**{target} ({runtime}): yes** -- " + "; ".join(found)
+                    + f" (Bonferroni bound {bound:.4f} over {len(series)} series).")
+        elif hits:
+            found = [f"{a}/{layer} ({SERIES_TITLES[k]}): period {ev['period']}, "
+                     f"p = {float(ev['p_value']):.4f}" for a, layer, k, ev in hits]
+            head = (f"**{target} ({runtime}): not confirmed** -- " + "; ".join(found)
+                    + f" is significant on its own but not after testing {len(series)} "
+                    f"series (Bonferroni bound {bound:.4f}): compatible with chance.")
         elif verdicts == {"none"}:
             head = (f"**{target} ({runtime}): no period** -- every sweep could have detected "
                     "the step sizes below and found none.")

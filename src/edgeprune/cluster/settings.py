@@ -43,8 +43,9 @@ DEFAULTS: dict[str, Any] = {
         "timing": {"seconds": 15.0, "block_runs": 10, "blocks_per_group": 8, "warmup": 5,
                    "min_groups": 6},
     },
-    "period": {"max_period": 32, "min_cycles": 3, "alpha": 0.01, "permutations": 400,
-               "harmonic_ratio": 0.85, "min_step_pct": 2.0},
+    "period": {"max_period": 32, "min_cycles": 3, "candidates": [2, 4, 8, 16, 32],
+               "alpha": 0.01, "permutations": 1000, "harmonic_ratio": 0.85,
+               "min_step_pct": 2.0},
     "cluster": {"size": 8, "size_from": "host-openvino"},
     "whole": {
         "layers": {
@@ -259,6 +260,17 @@ def raw_section(config: Mapping[str, Any]) -> dict[str, Any]:
     return _merge(DEFAULTS, config.get("paper2") or {})
 
 
+def _candidates(raw: Any) -> tuple[int, ...] | None:
+    """``paper2.period.candidates``: null (every period) or a list of periods >= 2."""
+    if raw is None:
+        return None
+    if (not isinstance(raw, list) or not raw
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 2 for v in raw)):
+        raise ConfigError("config key 'paper2.period.candidates': expected null or a list of "
+                          f"integers >= 2, got {raw!r}")
+    return tuple(sorted(set(raw)))
+
+
 def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
     """Validate ``config["paper2"]`` (missing keys take :data:`DEFAULTS`)."""
     raw = raw_section(config)
@@ -278,6 +290,7 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
     period = PeriodSettings(
         max_period=_int(pe, "max_period", "paper2.period", 2),
         min_cycles=_int(pe, "min_cycles", "paper2.period", 2),
+        candidates=_candidates(pe.get("candidates")),
         alpha=_number(pe, "alpha", "paper2.period", 0.0, 0.5),
         permutations=_int(pe, "permutations", "paper2.period", 20),
         harmonic_ratio=_number(pe, "harmonic_ratio", "paper2.period", 0.0, 1.0),

@@ -110,19 +110,26 @@ def _finite(metrics: Mapping[str, float | None]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and v == v}
 
 
-def paired_difference_for_config(config: Mapping[str, Any], det_dir_a: str | Path,
-                                 det_dir_b: str | Path, metric: str | None = None,
-                                 results: str | Path = "results") -> MapDifference:
-    """Paired bootstrap difference ``mAP(b) - mAP(a)`` of two evaluated variants, from the comp4
-    directories this stage writes (``results/eval/<arch>/<variant>/<runtime>_detections``).
+def map_pairer(config: Mapping[str, Any], metric: str | None = None,
+               results: str | Path = "results") -> Callable[[str | Path, str | Path],
+                                                            MapDifference]:
+    """A function giving the paired bootstrap difference ``mAP(b) - mAP(a)`` of two evaluated
+    variants from the comp4 directories this stage writes
+    (``results/eval/<arch>/<variant>/<runtime>_detections``).
 
-    Test set, classes, IoU threshold and metric (default ``evaluation.metric``) come from the
-    config; resamples from ``evaluation.bootstrap`` and the seed from ``seed``, so every
-    difference in a table is drawn on the same images as the eval JSONs' intervals.
+    The test set is loaded once; classes, IoU threshold and metric (default
+    ``evaluation.metric``) come from the config, resamples from ``evaluation.bootstrap`` and
+    the seed from ``seed``, so every difference in a table is drawn on the same image resamples
+    as the eval JSONs' intervals.
     """
     anns = load_sets(C.devkit_root(config, results), config["data"]["test_sets"])
     resamples, seed = bootstrap_settings(config)
-    return paired_difference_from_dirs(anns, det_dir_a, det_dir_b, C.classes(config),
-                                       metric or config["evaluation"]["metric"],
-                                       float(config["evaluation"]["iou_threshold"]),
-                                       resamples, seed)
+    classes = C.classes(config)
+    chosen = metric or config["evaluation"]["metric"]
+    iou = float(config["evaluation"]["iou_threshold"])
+
+    def pair(det_dir_a: str | Path, det_dir_b: str | Path) -> MapDifference:
+        return paired_difference_from_dirs(anns, det_dir_a, det_dir_b, classes, chosen, iou,
+                                           resamples, seed)
+
+    return pair

@@ -27,11 +27,13 @@ from edgeprune.cluster.measure import (
     map_for,
     model_maps,
 )
-from edgeprune.cluster.period import cluster_phase, cluster_size, detect_period
+from edgeprune.cluster.period import cluster_phase, cluster_size, detect_period, detect_steps
 from edgeprune.cluster.report import (
     GAIN_ROWS,
     PAPER_TABLE2,
     PAPER_TABLE3,
+    SERIES_KINDS,
+    SERIES_TITLES,
     evidence_phrase,
     gain_sentences,
     host_verdicts,
@@ -255,6 +257,14 @@ def _period_entry(df: pd.DataFrame, s: Paper2Settings) -> dict[str, Any]:
                               replicates=_replicates(lay))
         entry["layer_latency"] = alone.to_dict()
         chosen, source = alone, "layer"
+    # Flat blocks with jumps at their boundaries (channel padding), on step-1 series.
+    for kind, part in (("steps", net), ("layer_steps", lay)):
+        if len(part) and set(np.diff(part["filters_left"].to_numpy())) == {1}:
+            steps = detect_steps(part["filters_left"].to_numpy(), _replicates(part), s.period)
+            entry[kind] = steps.to_dict()
+            if chosen.verdict != "period" and steps.verdict == "period":
+                chosen, source = steps, f"{'layer' if kind == 'layer_steps' else 'network'} " \
+                                        "block steps"
     entry.update(p_lat=chosen.period, r_lat=chosen.phase, lat_source=source,
                  p_acc=acc.period, r_acc=acc.phase,
                  P=cluster_size(acc.period, chosen.period),
@@ -275,7 +285,7 @@ def cluster_sizes(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
         layer, target = str(df["layer"].iloc[0]), str(df["target"].iloc[0])
         entry = _period_entry(df, s)
         sweeps.setdefault(layer, {})[target] = entry
-        for kind in ("latency", "layer_latency", "accuracy"):
+        for kind in SERIES_KINDS:
             if kind in entry:
                 log(f"{layer} on {target}, {kind}: " + evidence_phrase(entry[kind]))
         log(f"{layer} on {target}: P = {entry['P']} (phase {entry['phase']}, latency from the "
@@ -302,7 +312,7 @@ def cluster_sizes(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
                     for t, e in per_t.items()})
     for layer, per_t in sweeps.items():
         for t, e in per_t.items():
-            for kind in ("latency", "layer_latency"):
+            for kind in SERIES_TITLES:
                 p = e.get(kind, {}).get("p_value")
                 if p is not None:
                     metrics[f"p_value_{kind}_{layer}_{t}"] = float(p)
@@ -620,7 +630,7 @@ def _period_table(sizes: Sequence[Mapping[str, Any]],
     for doc in sizes:
         for layer, per_t in doc["sweeps"].items():
             for target, e in per_t.items():
-                for kind in ("latency", "layer_latency", "accuracy"):
+                for kind in SERIES_KINDS:
                     if kind not in e:
                         continue
                     ev = e[kind]
@@ -659,7 +669,11 @@ def _closing_note(s: Paper2Settings, periods: pd.DataFrame, sizes: Sequence[Mapp
         "period test comes from the replicate (block) timings; `inconclusive` means the sweep "
         "could not reach p <= alpha or could not detect the step sizes that matter. "
         "'Observed step' is the dip at the best period and phase, 'detectable step' the "
-        "smallest dip found with 80 % power (both % of the median latency).", "",
+        "smallest dip found with 80 % power (both % of the median latency). Step-1 series are "
+        "also tested for *block steps*: latency flat over blocks of P filters with jumps at the "
+        "block boundaries (kernels padding channels to blocks), on the medians of the "
+        "replicates; its 'observed step' is the median jump. A runtime's verdict corrects for "
+        "testing several series (Bonferroni).", "",
         *verdicts,
         "Evidence per swept layer, target and series:", "",
         _markdown(periods, 4) if len(periods) else "(no sweeps)", "",
@@ -770,19 +784,35 @@ def openvino_ir(config: Mapping[str, Any], arch: str, variant: str, precision: s
 
 def openvino_accuracy(config: Mapping[str, Any], eval_jsons: Sequence[str],
                       out_csv: str | Path, log: JobLog) -> pd.DataFrame:
-    """mAP of Keras vs OpenVINO IR (fp32, fp16) from the shared evaluator's JSON results."""
+    """mAP of Keras vs OpenVINO IR (fp32, fp16) from the shared evaluator's JSON results, each
+    with its 95 % interval, and the IR's change against the Keras model as a paired bootstrap
+    over test images (``delta_vs_keras`` with its interval and significance; the metric is
+    ``evaluation.metric``)."""
+    from edgeprune.stages.evaluate import map_pairer
+
+    pair = map_pairer(config)
     rows = []
     for path in eval_jsons:
         e = read_json(path)
+        lo, hi = e["mAP_ci95"]
         rows.append({"arch": e["arch"], "variant": e["variant"], "runtime": e["runtime"],
+                     "mAP": e["mAP"], "mAP_ci95_lo": lo, "mAP_ci95_hi": hi,
                      "mAP_voc07": e["mAP_voc07"], "mAP_all": e["mAP_all"],
-                     "test_images": e["test_images"]})
+                     "test_images": e["test_images"], "det_dir": Path(path).with_name(
+                         f"{Path(path).stem}_detections")})
     df = pd.DataFrame(rows)
     if df.empty:
         raise DataError("no evaluation results given")
-    ref = df[df["runtime"] == "keras"].set_index(["arch", "variant"])["mAP_voc07"]
-    df["delta_vs_keras_voc07"] = [
-        r.mAP_voc07 - ref.get((r.arch, r.variant), math.nan) for r in df.itertuples()]
+    ref = {(r.arch, r.variant): r.det_dir for r in df.itertuples() if r.runtime == "keras"}
+    deltas = []
+    for r in df.itertuples():
+        key = (r.arch, r.variant)
+        d = pair(ref[key], r.det_dir) if key in ref and r.runtime != "keras" else None
+        deltas.append({"delta_vs_keras": d.diff if d else math.nan,
+                       "delta_vs_keras_ci95_lo": d.ci95[0] if d else math.nan,
+                       "delta_vs_keras_ci95_hi": d.ci95[1] if d else math.nan,
+                       "delta_vs_keras_significant": bool(d.significant) if d else pd.NA})
+    df = pd.concat([df.drop(columns="det_dir"), pd.DataFrame(deltas)], axis=1)
     write_csv(df, out_csv)
     log("\n" + df.to_string(index=False))
     return df

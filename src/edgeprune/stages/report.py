@@ -68,25 +68,15 @@ def table1(config: Mapping[str, Any], variants: Sequence[str], sparsities: Seque
     Intervals come from one paired bootstrap over test images (the same resamples for both
     models of a pair; ``evaluation.bootstrap`` resamples, seeded with ``seed``).
     """
-    from edgeprune import config as C
-    from edgeprune.bootstrap import paired_difference
-    from edgeprune.dataset import load_sets
-    from edgeprune.evaluate import read_detections
     from edgeprune.size import file_sizes
+    from edgeprune.stages.evaluate import map_pairer
     from edgeprune.stages.paper1 import CONTROL
 
-    ev = config["evaluation"]
-    classes = C.classes(config)
-    anns = load_sets(C.devkit_root(config), config["data"]["test_sets"])
-    dets = {v: read_detections(Path(d), classes) for v, d in zip(variants, detections,
-                                                                 strict=True)}
+    pair = map_pairer(config)
+    det_dirs = dict(zip(variants, detections, strict=True))
 
     def paired(a: str, b: str) -> Any:
-        if a not in dets or a == b:
-            return None
-        return paired_difference(anns, dets[a], dets[b], classes, ev["metric"],
-                                 iou_threshold=float(ev["iou_threshold"]),
-                                 resamples=int(ev["bootstrap"]), seed=int(config.get("seed", 0)))
+        return pair(det_dirs[a], det_dirs[b]) if a in det_dirs and a != b else None
 
     rows = []
     for v, s, model, mj, ej in zip(variants, sparsities, models, metrics, evals, strict=True):
@@ -188,8 +178,9 @@ def table2(config: Mapping[str, Any], variants: Sequence[str], dtypes: Sequence[
       box decoding and NMS (interval: see :func:`_app_columns`).
     """
     from edgeprune.size import file_sizes
-    from edgeprune.stages.evaluate import paired_difference_for_config
+    from edgeprune.stages.evaluate import map_pairer
 
+    pair = map_pairer(config)
     lat = _latency_columns(latency)
     targets = sorted({t for _, t in lat})
     app_cols = _app_columns(app, int(config.get("seed", 0)))
@@ -207,8 +198,7 @@ def table2(config: Mapping[str, Any], variants: Sequence[str], dtypes: Sequence[
         for d in dtypes:
             stem = f"{v}_{d}"
             sizes = file_sizes(tfl[stem])
-            diff = paired_difference_for_config(config, _detections_dir(keras_evals[i]),
-                                                _detections_dir(tev[stem]))
+            diff = pair(_detections_dir(keras_evals[i]), _detections_dir(tev[stem]))
             row = {"model": f"model_{_model_label(v)}_{d}_tflite", "variant": v,
                    "format": f"tflite-{d}", **_map_columns(read_json(tev[stem])),
                    **_paired_columns("d_mAP_vs_keras", diff),
