@@ -121,6 +121,9 @@ def test_paper2_workflow_on_tiny_config(tmp_path: Path) -> None:
     assert set(whole["method"]) == {"base", "filter", "cluster"}
     assert set(whole["finetuned"]) == {False, True}
     assert whole["latency_block_medians_ms"].notna().all()
+    # Every mAP carries its bootstrap interval over the evaluation images.
+    assert (whole["mAP_ci95_lo"] <= whole["mAP"]).all()
+    assert (whole["mAP"] <= whole["mAP_ci95_hi"]).all()
     assert (p2 / "whole/ssd_mobilenet_v1/raw_host-openvino/whole.json").is_file()
     summary = (p2 / "summary.md").read_text()
     assert "Table II" in summary and "latency period" in summary

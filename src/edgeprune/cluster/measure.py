@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from edgeprune import config as C
+from edgeprune.bootstrap import bootstrap_map, bootstrap_settings
 from edgeprune.boxes import PostprocessConfig
 from edgeprune.cluster.settings import ACCURACY_MODES
 from edgeprune.dataset import load_sets
 from edgeprune.detect import Runner, make_runner, run_batched, to_detections
-from edgeprune.evaluate import evaluate
 from edgeprune.fileio import write_json
 from edgeprune.targets import Target
 from edgeprune.voc import Annotation, load_images
@@ -38,6 +38,8 @@ class TestSet:
     metric: str
     iou: float
     batch_size: int
+    resamples: int = 1000
+    seed: int = 0
 
 
 def load_test_set(config: Mapping[str, Any], input_size: tuple[int, int],
@@ -46,43 +48,71 @@ def load_test_set(config: Mapping[str, Any], input_size: tuple[int, int],
     ``input_size``."""
     anns = load_sets(C.devkit_root(config), config["data"]["test_sets"])[:limit]
     ev = config.get("evaluation", {})
+    resamples, seed = bootstrap_settings({"evaluation": ev, "seed": config.get("seed", 0)})
     return TestSet(anns, load_images(anns, input_size), C.classes(config), anchors,
                    C.postprocess_config(config), ev.get("metric", "voc07"),
-                   float(ev.get("iou_threshold", 0.5)), int(ev.get("batch_size", 32)))
+                   float(ev.get("iou_threshold", 0.5)), int(ev.get("batch_size", 32)),
+                   resamples, seed)
 
 
-def runner_map(runner: Runner, test: TestSet, batch_size: int | None = None) -> float:
-    """mAP (``evaluation.metric``) of a runner's detections with the project's VOC evaluator."""
+def runner_map(runner: Runner, test: TestSet,
+               batch_size: int | None = None) -> tuple[float, tuple[float, float]]:
+    """mAP (``evaluation.metric``) of a runner's detections with the project's VOC evaluator,
+    and its 95 % interval from the bootstrap over the test images (``evaluation.bootstrap``
+    resamples, seeded with ``seed``)."""
     loc, probs = run_batched(runner, test.images, batch_size or test.batch_size)
     dets = to_detections(test.annotations, loc, probs, test.anchors, test.classes,
                          test.postprocess)
-    return float(evaluate(test.annotations, dets, test.classes, test.metric, test.iou).mAP)
+    found = bootstrap_map(test.annotations, dets, test.classes, test.metric, test.iou,
+                          test.resamples, test.seed)
+    return float(found.map), (float(found.ci95[0]), float(found.ci95[1]))
 
 
-def artifact_map(fmt: str, path: Path, test: TestSet, threads: int) -> float:
-    """mAP of a converted model file (``tflite`` or ``ir``)."""
+def artifact_map(fmt: str, path: Path, test: TestSet,
+                 threads: int) -> tuple[float, tuple[float, float]]:
+    """mAP of a converted model file (``tflite`` or ``ir``) with its 95 % interval."""
     runner, batch = make_runner(FORMAT_RUNTIME[fmt], path, threads)
     return runner_map(runner, test, batch)
 
 
 def model_maps(model: Any, artifacts: Mapping[str, Any], accuracy: str, test: TestSet,
-               threads: int) -> dict[str, float]:
+               threads: int) -> dict[str, Any]:
     """mAP of a thinned model: once on the Keras model (``accuracy="keras"``; float32 runtimes
     agree with it up to rounding) or per converted artifact with its own runtime
-    (``"per_format"``). Keys are ``mAP_keras`` or ``mAP_<format>``."""
+    (``"per_format"``). Keys are ``mAP_keras`` or ``mAP_<format>``, each with its 95 %
+    interval under ``ci95_mAP_<key>`` (``[lo, hi]``)."""
     if accuracy == "keras":
         from edgeprune.detect import keras_runner
 
-        return {"mAP_keras": runner_map(keras_runner(model), test)}
-    if accuracy == "per_format":
-        return {f"mAP_{fmt}": artifact_map(fmt, art.path, test, threads)
-                for fmt, art in artifacts.items()}
-    raise ValueError(f"accuracy must be one of {ACCURACY_MODES}, got {accuracy!r}")
+        found = {"keras": runner_map(keras_runner(model), test)}
+    elif accuracy == "per_format":
+        found = {fmt: artifact_map(fmt, art.path, test, threads)
+                 for fmt, art in artifacts.items()}
+    else:
+        raise ValueError(f"accuracy must be one of {ACCURACY_MODES}, got {accuracy!r}")
+    out: dict[str, Any] = {}
+    for key, (value, ci) in found.items():
+        out[f"mAP_{key}"] = value
+        out[f"ci95_mAP_{key}"] = list(ci)
+    return out
+
+
+def format_maps(maps: Mapping[str, Any]) -> str:
+    """``mAP_keras=0.4321 [0.4011, 0.4630], ...`` for a log line from :func:`model_maps`."""
+    return ", ".join(f"{k}={v:.4f} [{maps['ci95_' + k][0]:.4f}, {maps['ci95_' + k][1]:.4f}]"
+                     for k, v in maps.items() if k.startswith("mAP_"))
 
 
 def map_for(row: Mapping[str, Any], fmt: str) -> float:
     """The mAP a target reading ``fmt`` files sees: its own if measured, else the Keras one."""
     return float(row.get(f"mAP_{fmt}", row.get("mAP_keras", float("nan"))))
+
+
+def map_columns(row: Mapping[str, Any], fmt: str) -> dict[str, float]:
+    """``mAP`` with ``mAP_ci95_lo/_hi`` for a table row, the way :func:`map_for` picks it."""
+    key = fmt if f"mAP_{fmt}" in row else "keras"
+    lo, hi = row.get(f"ci95_mAP_{key}", (float("nan"), float("nan")))
+    return {"mAP": map_for(row, fmt), "mAP_ci95_lo": float(lo), "mAP_ci95_hi": float(hi)}
 
 
 def compare_models(target: Target, paths: Sequence[Path], settings: Any, raw_dir: Path,

@@ -125,6 +125,7 @@ INTERVALS: dict[str, tuple[str, str, str]] = {
     "latency_median_ms": ("latency_ci95_lo_ms", "latency_ci95_hi_ms",
                           "latency_block_medians_ms"),
     "app_fps": ("app_fps_ci95_lo", "app_fps_ci95_hi", "app_frames_ms"),
+    "mAP": ("mAP_ci95_lo", "mAP_ci95_hi", ""),   # bootstrap over the evaluation images
 }
 GAIN_ROWS = ("gain from filter pruning (%)", "gain from cluster pruning (%)",
              "gain of cluster over filter pruning (%)")

@@ -18,7 +18,7 @@ from edgeprune.cluster.convert import Artifact, write_artifacts, write_model_art
 from edgeprune.cluster.cost import model_cost
 from edgeprune.cluster.importance import ascending_order, conv_kernel, theta_mw
 from edgeprune.cluster.isolate import isolate_layer
-from edgeprune.cluster.measure import TestSet, model_maps
+from edgeprune.cluster.measure import TestSet, format_maps, model_maps
 from edgeprune.cluster.surgery import prune_filters
 from edgeprune.models import DetectorSpec
 
@@ -67,7 +67,7 @@ def sweep_layer(model: Any, spec: DetectorSpec, layer: str, step: int, min_left:
         maps = model_maps(thin, arts, accuracy, test, threads)
         row.update(maps)
         log(f"{layer}: {left}/{width} filters left, {row['macs']:,} MACs, "
-            + ", ".join(f"{k}={v:.4f}" for k, v in maps.items()) + ", convert "
+            + format_maps(maps) + ", convert "
             + ", ".join(f"{f} {a.seconds:.1f}s" for f, a in arts.items()))
         rows.append(row)
     return rows

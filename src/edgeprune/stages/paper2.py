@@ -22,9 +22,10 @@ from edgeprune.cluster.convert import RUNTIME_FORMAT, write_artifacts
 from edgeprune.cluster.cost import model_cost
 from edgeprune.cluster.measure import (
     compare_models,
+    format_maps,
     latency_columns,
     load_test_set,
-    map_for,
+    map_columns,
     model_maps,
 )
 from edgeprune.cluster.period import cluster_phase, cluster_size, detect_period, detect_steps
@@ -156,7 +157,7 @@ def _sweep_rows(arch: str, target: Any, fmt: str, points: Sequence[Mapping[str, 
                      "filters_left": int(p["filters_left"]), "pruned": p["pruned"],
                      "params": p["params"], "macs": p["macs"],
                      **latency_columns(comparison, i),
-                     "mAP": map_for(p, fmt), "convert_s": p[f"convert_s_{fmt}"]})
+                     **map_columns(p, fmt), "convert_s": p[f"convert_s_{fmt}"]})
     return rows
 
 
@@ -410,8 +411,7 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
                 row[f"file_{fmt}"] = art.path.name
             maps = model_maps(m, arts, s.accuracy, test, threads)
             row.update(maps)
-            log(f"{series} step {step}: {row['params']:,} params, " + ", ".join(
-                f"{k}={v:.4f}" for k, v in maps.items()))
+            log(f"{series} step {step}: {row['params']:,} params, " + format_maps(maps))
             return row
         return measure
 
@@ -506,7 +506,7 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
                       "method": r["method"], "finetuned": bool(r["finetuned"]),
                       "step": r["step"], "removed": r["removed"],
                       "widths": json.dumps(r["widths"]), "params": r["params"],
-                      "macs": r["macs"], **r["latency"], "mAP": map_for(r, fmt),
+                      "macs": r["macs"], **r["latency"], **map_columns(r, fmt),
                       "app_fps": fps.get("fps", math.nan),
                       "app_fps_ci95_lo": fps.get("lo", math.nan),
                       "app_fps_ci95_hi": fps.get("hi", math.nan),
