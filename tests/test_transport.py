@@ -191,8 +191,20 @@ def test_ssh_strict_host_key_checking_rejects_unknown_host(sshd: SshServer,
         sshd.transport(known_hosts=str(empty)).run(["true"], timeout=30)
     # Explicitly relaxed checking (strict_host_key_checking: false) accepts and records the key.
     relaxed = sshd.transport(known_hosts=str(empty), strict_host_key_checking=False)
+    assert "StrictHostKeyChecking=accept-new" in relaxed.options()
     assert relaxed.run(["true"], timeout=30).rc == 0
     assert empty.read_text().strip()
+    # ... but never a changed key: accept-new refuses a host whose recorded key differs.
+    host, kind = empty.read_text().split()[:2]
+    keygen = {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa"}.get(kind, "ecdsa")
+    subprocess.run(["ssh-keygen", "-q", "-t", keygen, "-N", "", "-f", str(tmp_path / "other")],
+                   check=True)
+    other = (tmp_path / "other.pub").read_text().split()
+    empty.write_text(f"{host} {other[0]} {other[1]}\n")
+    with pytest.raises(TargetError, match="test-ssh"):
+        relaxed.run(["true"], timeout=30)
+    opts = relaxed.options()
+    assert "ServerAliveInterval=15" in opts and "ServerAliveCountMax=3" in opts
 
 
 def test_ssh_unreachable_port_retries_then_names_target(sshd: SshServer) -> None:

@@ -127,6 +127,15 @@ def test_missing_image_names_image(tmp_path: Path) -> None:
     assert parse_annotation(xml, tmp_path, check_image=False).image_id == "a"
 
 
+@pytest.mark.parametrize("filename", ["../secret.jpg", "sub/../../x.jpg", "/etc/passwd",
+                                      "..\\x.jpg", "C:/x.jpg"])
+def test_filename_outside_the_image_folder_is_refused(tmp_path: Path, filename: str) -> None:
+    xml = tmp_path / "a.xml"
+    xml.write_text(_annotation_xml([], filename=filename))
+    with pytest.raises(DataError, match=r"a\.xml: <filename> .* inside the dataset"):
+        parse_annotation(xml, tmp_path, check_image=False)
+
+
 def test_missing_xml_names_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="nothere.xml"):
         parse_annotation(tmp_path / "nothere.xml", tmp_path)
@@ -138,6 +147,10 @@ def test_read_imageset(tmp_path: Path) -> None:
     assert read_imageset(path) == ["000001", "000002", "000003"]
     with pytest.raises(DataError, match="val.txt"):
         read_imageset(tmp_path / "val.txt")
+    latin = tmp_path / "test.txt"
+    latin.write_bytes("000001\nimage_\xe9t\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"test\.txt: image set is not UTF-8 text"):
+        read_imageset(latin)
 
 
 def _make_year(root: Path, year: str, split: str, ids: list[str], name: str = "dog") -> None:

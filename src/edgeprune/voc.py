@@ -10,7 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -134,6 +134,16 @@ def _parse_tree(xml_path: Path) -> ET.Element:
         raise DataError(f"{xml_path}: cannot read annotation ({exc})") from None
 
 
+def _image_name(filename: str, xml_path: Path) -> str:
+    """``<filename>`` of an annotation, refused unless it names a file inside the image
+    folder (no absolute path, no ``..``): a dataset must not make the loader read elsewhere."""
+    parts = PurePosixPath(filename.replace("\\", "/")).parts
+    if not parts or filename.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise DataError(f"{xml_path}: <filename> {filename!r} must name a file inside the "
+                        "dataset's JPEGImages folder")
+    return filename
+
+
 def parse_annotation(
     xml_path: Path, image_dir: Path, *, check_image: bool = True, image_id: str | None = None
 ) -> Annotation:
@@ -148,7 +158,7 @@ def parse_annotation(
     width, height = _image_size(root, xml_path)
     filename_elem = root.find("filename")
     filename = (filename_elem.text or "").strip() if filename_elem is not None else ""
-    image_path = Path(image_dir) / (filename or f"{xml_path.stem}.jpg")
+    image_path = Path(image_dir) / _image_name(filename or f"{xml_path.stem}.jpg", xml_path)
     if check_image and not image_path.is_file():
         raise DataError(f"{xml_path}: image file {image_path} not found")
 
@@ -188,6 +198,9 @@ def read_imageset(path: Path) -> list[str]:
         text = path.read_text()
     except FileNotFoundError:
         raise DataError(f"{path}: image set file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: image set is not UTF-8 text (byte {exc.start}); expected one "
+                        "image id per line") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read image set ({exc})") from None
     return [line.split()[0] for line in text.splitlines() if line.strip()]

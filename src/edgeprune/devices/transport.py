@@ -365,7 +365,11 @@ class SshTransport(Transport):
         opts = [
             "-o", "BatchMode=yes",
             "-o", f"ConnectTimeout={self.connect_timeout}",
-            "-o", f"StrictHostKeyChecking={'yes' if self.strict_host_key_checking else 'no'}",
+            # Relaxed checking still refuses a *changed* key: accept-new only records new ones.
+            "-o", "StrictHostKeyChecking="
+            f"{'yes' if self.strict_host_key_checking else 'accept-new'}",
+            # A dead link is noticed in ~45 s instead of hanging until the job's timeout.
+            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3",
             "-o", "LogLevel=ERROR",
             "-p", str(self.port),
         ]
