@@ -3,7 +3,7 @@
 The half-width of the A/A difference interval is the smallest latency difference (%) a
 comparison of this length resolves on this machine. Builds an untrained detector of the default
 config's shape (or takes ``--model``), writes it and a byte copy, and times them together with
-``edgeprune.compare`` on a host target::
+``edgeprune.measurement.compare`` on a host target::
 
     .venv/bin/python benchmarks/aa_compare.py --target host-openvino --seconds 60 --repeats 2
 
@@ -22,23 +22,23 @@ import tempfile
 from pathlib import Path
 
 from edgeprune import tfenv  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
-from edgeprune.compare import compare_on_target, settings_for
 from edgeprune.fileio import write_json
-from edgeprune.targets import parse_targets
+from edgeprune.measurement.compare import compare_on_target, settings_for
+from edgeprune.measurement.targets import parse_targets
 
 
 def build_model(out_dir: Path, arch: str, size: int, width: float, ext: str) -> Path:
     """An untrained detector (random weights, 20 classes) as OpenVINO IR or float32 TFLite."""
     import tf_keras
 
-    from edgeprune.models.registry import DetectorSpec, build_detector, export_model
+    from edgeprune.detection.models.registry import DetectorSpec, build_detector, export_model
 
     tf_keras.utils.set_random_seed(0)
     spec = DetectorSpec(arch=arch, num_classes=20, input_size=(size, size),
                         width_multiplier=width, first_stride=8)
     model = build_detector(spec, tf_keras)
     if ext == ".xml":
-        from edgeprune.openvino_rt import convert_to_ir
+        from edgeprune.compression.openvino_rt import convert_to_ir
 
         return convert_to_ir(model, out_dir / "a.xml", fp16=False)
     import tensorflow as tf

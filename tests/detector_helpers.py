@@ -1,4 +1,5 @@
-"""Tiny real detectors (edgeprune.models) and random detection data shared by the model, pruning
+"""Tiny real detectors (edgeprune.detection.models) and random detection data shared by the model,
+pruning
 and quantization tests. Models are small (64x64 input, width multiplier 0.25) so that building
 one takes a second or two."""
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeprune.models import DetectorSpec, build_detector
+from edgeprune.detection.models import DetectorSpec, build_detector
+from edgeprune.detection.train import DetectionData
 from edgeprune.tfenv import setup
-from edgeprune.train import DetectionData
 
 INPUT_SIZE = 64
 NUM_CLASSES = 3

@@ -1,5 +1,6 @@
 """Tests for application FPS: the in-process loop, the standalone remote script (its decode + NMS
-against edgeprune.boxes.postprocess) and run_app_on_target on this machine and over real SSH
+against edgeprune.detection.boxes.postprocess) and run_app_on_target on this machine and over real
+SSH
 (the sshd fixture of test_transport.py)."""
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from test_transport import SshServer, single_target, sshd  # noqa: F401 - sshd i
 from tiny_clip import tiny_anchors, write_clip
 from tiny_models import IMAGE_SIZE, NUM_CLASSES, tiny_models
 
-from edgeprune.app_fps import STAGES, run_app, run_app_on_target
-from edgeprune.boxes import AnchorSpec, PostprocessConfig, generate_anchors, postprocess
+import edgeprune.measurement.devices
+from edgeprune.data.video import read_mjpeg_avi
+from edgeprune.detection.boxes import AnchorSpec, PostprocessConfig, generate_anchors, postprocess
 from edgeprune.errors import DataError, TargetError
-from edgeprune.targets import parse_targets
-from edgeprune.video import read_mjpeg_avi
+from edgeprune.measurement.app_fps import STAGES, run_app, run_app_on_target
+from edgeprune.measurement.targets import parse_targets
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "edgeprune" / "devices"))
+DEVICES_DIR = Path(edgeprune.measurement.devices.__file__).parent  # the shipped standalone scripts
+
+sys.path.insert(0, str(DEVICES_DIR))
 import remote_app  # noqa: E402 - the standalone script, imported from its own directory
 
 sys.path.pop(0)

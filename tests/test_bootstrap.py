@@ -1,4 +1,5 @@
-"""Tests for the paired bootstrap over test images (edgeprune.bootstrap) and where its intervals
+"""Tests for the paired bootstrap over test images (edgeprune.measurement.bootstrap) and where its
+intervals
 land: the eval stage's scores and the base detectors table."""
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgeprune.bootstrap import (
+from edgeprune.data.voc import Annotation
+from edgeprune.errors import DataError
+from edgeprune.measurement.bootstrap import (
     METHOD,
     bootstrap_map,
     bootstrap_maps,
@@ -22,11 +25,9 @@ from edgeprune.bootstrap import (
     percentile_interval,
     resample_weights,
 )
-from edgeprune.errors import DataError
-from edgeprune.evaluate import Detections, evaluate, match_classes, write_detections
+from edgeprune.measurement.evaluate import Detections, evaluate, match_classes, write_detections
 from edgeprune.stages.evaluate import score_detections
 from edgeprune.stages.report import base_summary
-from edgeprune.voc import Annotation
 
 CLASSES = ["a", "b", "c"]
 
@@ -173,7 +174,7 @@ def test_paired_difference_from_dirs(
     got = paired_difference_from_dirs(anns, tmp_path / "a", tmp_path / "b", CLASSES, "voc07",
                                       resamples=200, seed=2)
     # the files round scores and boxes, so compare with the same data read back
-    from edgeprune.evaluate import read_detections
+    from edgeprune.measurement.evaluate import read_detections
     want = paired_difference(anns, read_detections(tmp_path / "a", CLASSES),
                              read_detections(tmp_path / "b", CLASSES), CLASSES, "voc07",
                              resamples=200, seed=2)
@@ -253,7 +254,7 @@ def test_base_summary_carries_intervals(tmp_path: Path) -> None:
 def test_chunking_does_not_change_samples(
         monkeypatch: pytest.MonkeyPatch,
         data: tuple[list[Annotation], Detections, Detections]) -> None:
-    import edgeprune.bootstrap as bootstrap
+    import edgeprune.measurement.bootstrap as bootstrap
 
     anns, noisy, _ = data
     matches = match_classes(anns, noisy, CLASSES)

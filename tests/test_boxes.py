@@ -1,11 +1,15 @@
-"""Tests for edgeprune.boxes: anchors, box forms, encoding, IoU, matching, NMS, postprocess."""
+"""Tests for edgeprune.detection.boxes: anchors, box forms, encoding, IoU, matching, NMS,
+postprocess."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeprune.boxes import (
+import edgeprune.measurement.devices
+from edgeprune.detection.boxes import (
     AnchorSpec,
     PostprocessConfig,
     center_to_corners,
@@ -19,6 +23,8 @@ from edgeprune.boxes import (
     postprocess,
     scales,
 )
+
+DEVICES_DIR = Path(edgeprune.measurement.devices.__file__).parent  # the shipped standalone scripts
 
 
 def _random_corner_boxes(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -325,9 +331,8 @@ def test_postprocess_with_nothing_above_threshold_is_empty() -> None:
 
 def test_class_probabilities_softmax_logits_in_float_and_pass_probabilities() -> None:
     import sys
-    from pathlib import Path
 
-    from edgeprune.detect import class_probabilities, softmax
+    from edgeprune.detection.detect import class_probabilities, softmax
 
     rng = np.random.default_rng(0)
     # Logits on an int8-like grid (what a dequantised int8 output holds).
@@ -343,7 +348,7 @@ def test_class_probabilities_softmax_logits_in_float_and_pass_probabilities() ->
     with pytest.raises(ValueError, match="conf_logits"):
         class_probabilities({"loc": logits})
     # The standalone on-device application script applies the same softmax.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "edgeprune" / "devices"))
+    sys.path.insert(0, str(DEVICES_DIR))
     try:
         import remote_app
     finally:

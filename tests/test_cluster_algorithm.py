@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeprune.cluster.algorithm import (
+from edgeprune.compression.cluster.algorithm import (
     Group,
     cluster_groups,
     filter_schedule,
@@ -15,8 +15,8 @@ from edgeprune.cluster.algorithm import (
     take_filters,
     take_groups,
 )
-from edgeprune.cluster.importance import ascending_order, theta_mw
-from edgeprune.cluster.whole import default_size, layer_phases, layer_sizes
+from edgeprune.compression.cluster.importance import ascending_order, theta_mw
+from edgeprune.compression.cluster.whole import default_size, layer_phases, layer_sizes
 
 
 def test_theta_mw_is_mean_square_per_filter() -> None:

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from detector_helpers import build_tiny, random_detection_data, tf_keras, tiny_spec
 
-from edgeprune.augment import AugmentConfig
-from edgeprune.cluster.settings import DEFAULTS, FinetuneSettings
-from edgeprune.cluster.surgery import prune_filters
-from edgeprune.models.registry import anchors_for
+from edgeprune.compression.cluster.settings import DEFAULTS, FinetuneSettings
+from edgeprune.compression.cluster.surgery import prune_filters
+from edgeprune.data.augment import AugmentConfig
+from edgeprune.detection.models.registry import anchors_for
+from edgeprune.detection.train import TrainConfig, encode_batch, recalibrate, train
 from edgeprune.stages.paper2 import finetune_config
-from edgeprune.train import TrainConfig, encode_batch, recalibrate, train
 
 
 def _loss(model: Any, data: Any, anchors: np.ndarray, cfg: TrainConfig) -> float:
     """Multibox loss of the whole set in inference mode."""
-    from edgeprune.loss import multibox_loss
+    from edgeprune.detection.loss import multibox_loss
 
     tf, _ = tf_keras(None)
     loc_t, cls_t = encode_batch(data.boxes, data.labels, anchors, cfg.iou_threshold)

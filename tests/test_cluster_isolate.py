@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 from detector_helpers import build_tiny, calibrate_batchnorm, random_images, tf_keras, tiny_spec
 
-from edgeprune.cluster.isolate import isolate_layer, unit_input_shape, unit_io, unit_layers
-from edgeprune.cluster.surgery import prune_filters
+from edgeprune.compression.cluster.isolate import (
+    isolate_layer,
+    unit_input_shape,
+    unit_io,
+    unit_layers,
+)
+from edgeprune.compression.cluster.surgery import prune_filters
 from edgeprune.errors import ConfigError
 
 
@@ -87,7 +92,7 @@ def test_isolate_refuses_bad_requests() -> None:
 def test_isolated_layer_converts_to_both_formats(tmp_path: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeprune.cluster.convert import write_model_artifacts
+    from edgeprune.compression.cluster.convert import write_model_artifacts
 
     model, _ = _detector("ssd_squeezenet")
     _, keras = tf_keras()

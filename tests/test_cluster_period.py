@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeprune.cluster.period import (
+from edgeprune.compression.cluster.period import (
     PeriodSettings,
     cluster_phase,
     cluster_size,

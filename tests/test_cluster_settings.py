@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from edgeprune.cluster.report import (
+from edgeprune.compression.cluster.report import (
     PAPER_TABLE2,
     fps_gain,
     latency_gain,
@@ -19,7 +19,7 @@ from edgeprune.cluster.report import (
     pick_step,
     speed_table,
 )
-from edgeprune.cluster.settings import DEFAULTS, paper2_settings
+from edgeprune.compression.cluster.settings import DEFAULTS, paper2_settings
 from edgeprune.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +62,8 @@ def test_defaults_and_paper_config_parse() -> None:
 def test_default_sweeps_hold_four_cycles_of_16() -> None:
     """Issue 12, point 3: default sweeps at step 1 on layers with >= 4 cycles of 16 filters
     (the isolated layer at step 1; the whole network at a coarser step), in a window."""
-    from edgeprune.cluster.sweep import window_points
-    from edgeprune.models import default_widths
+    from edgeprune.compression.cluster.sweep import window_points
+    from edgeprune.detection.models import default_widths
 
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     s = paper2_settings(cfg)
@@ -158,7 +158,7 @@ def test_shipped_configs_pass_the_schema(overlay: str | None) -> None:
     as the former ``sweep.runs`` would fail) and gives valid paper-2 settings."""
     import jsonschema
 
-    from edgeprune.cluster.settings import _merge
+    from edgeprune.compression.cluster.settings import _merge
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 
 import edgeprune.tfenv  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
-from edgeprune.cluster.cost import model_cost
-from edgeprune.cluster.importance import theta_mw
-from edgeprune.cluster.surgery import (
+from edgeprune.compression.cluster.cost import model_cost
+from edgeprune.compression.cluster.importance import theta_mw
+from edgeprune.compression.cluster.surgery import (
     check_prunable,
     prunable_layers,
     prune_filters,
     silence_filters,
     trace_keeps,
 )
+from edgeprune.detection.models import DetectorSpec, build_detector, resolve_widths
 from edgeprune.errors import ConfigError
-from edgeprune.models import DetectorSpec, build_detector, resolve_widths
 
 SIZE = (64, 64)
 

@@ -10,14 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edgeprune.cluster.report import (
+from edgeprune.compression.cluster.report import (
     GAIN_ROWS,
     gain_sentences,
     host_verdicts,
     speed_table,
     with_intervals,
 )
-from edgeprune.cluster.stats import Estimate, app_fps, app_fps_gain, latency_gain, wording
+from edgeprune.compression.cluster.stats import (
+    Estimate,
+    app_fps,
+    app_fps_gain,
+    latency_gain,
+    wording,
+)
 
 
 def _blocks(scale: float, groups: int = 8, blocks: int = 4, seed: int = 0,
@@ -163,7 +169,7 @@ def test_host_verdict_per_runtime() -> None:
 
 
 def test_sweep_figure_shows_both_scopes_with_bands(monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgeprune.cluster.report as report
+    import edgeprune.compression.cluster.report as report
 
     captured = {}
     monkeypatch.setattr(report, "save_figure", lambda fig, paths: captured.update(fig=fig))

@@ -1,5 +1,5 @@
 """Tests for the interleaved timing engine (remote_runner.interleave), its statistics
-(edgeprune.compare) and the ``python -m edgeprune.latency compare`` command.
+(edgeprune.measurement.compare) and the ``python -m edgeprune.latency compare`` command.
 
 The engine is driven by STAND-IN models on a FAKE clock: a stand-in inference advances the clock
 by its latency (with per-instance and per-call noise) instead of sleeping, so known delays can be
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from tiny_models import tiny_models
 
-from edgeprune.compare import (
+from edgeprune.errors import ConfigError, TargetError
+from edgeprune.measurement.compare import (
     CompareSettings,
     ModelLatency,
     compare_on_target,
@@ -28,10 +29,9 @@ from edgeprune.compare import (
     settings_for,
     summarize_groups,
 )
-from edgeprune.devices import remote_runner
-from edgeprune.devices.remote_runner import interleave
-from edgeprune.errors import ConfigError, TargetError
-from edgeprune.targets import parse_targets
+from edgeprune.measurement.devices import remote_runner
+from edgeprune.measurement.devices.remote_runner import interleave
+from edgeprune.measurement.targets import parse_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -281,7 +281,7 @@ def test_compare_refuses_bad_input(tmp_path: Path) -> None:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    return subprocess.run([sys.executable, "-m", "edgeprune.latency", "compare", *args],
+    return subprocess.run([sys.executable, "-m", "edgeprune.measurement.latency", "compare", *args],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 

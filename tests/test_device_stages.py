@@ -21,9 +21,11 @@ from test_transport import free_port
 from tiny_clip import write_clip, write_tiny_spec
 from tiny_models import tiny_models
 
+from edgeprune.data.synthetic import generate_dataset
 from edgeprune.errors import ConfigError, TargetError
 from edgeprune.fileio import read_json, write_json
 from edgeprune.jobs import JobLog
+from edgeprune.measurement.targets import parse_targets
 from edgeprune.stages.devices import (
     APP_DEFAULTS,
     app_fps,
@@ -35,8 +37,6 @@ from edgeprune.stages.devices import (
     pivot_by_target,
 )
 from edgeprune.stages.report import _app_columns, _latency_columns
-from edgeprune.synthetic import generate_dataset
-from edgeprune.targets import parse_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "workflow" / "schemas"

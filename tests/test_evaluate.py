@@ -1,4 +1,5 @@
-"""Tests for the VOC mAP evaluator (edgeprune.evaluate), with hand-worked expected values."""
+"""Tests for the VOC mAP evaluator (edgeprune.measurement.evaluate), with hand-worked expected
+values."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeprune.data.voc import Annotation
 from edgeprune.errors import DataError
-from edgeprune.evaluate import (
+from edgeprune.measurement.evaluate import (
     Detections,
     class_pr,
     evaluate,
@@ -24,7 +26,6 @@ from edgeprune.evaluate import (
     voc_ap,
     write_detections,
 )
-from edgeprune.voc import Annotation
 
 G1 = (1.0, 1.0, 10.0, 10.0)      # 10 x 10 pixels with the +1 convention
 G2 = (21.0, 21.0, 30.0, 30.0)

@@ -1,4 +1,5 @@
-"""Tests for edgeprune.figures.fig9_size_fps: the size plotted shrinks with sparsity (gzip), the
+"""Tests for edgeprune.reporting.figures.fig9_size_fps: the size plotted shrinks with sparsity
+(gzip), the
 axis says so, FPS intervals become error bars, and only the fps_<target> columns make panels."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
 
-from edgeprune import figures
+from edgeprune.reporting import figures
 
 GZIP = {"base": (5.9, 3.0, 1.6), "prune50": (3.6, 2.0, 1.2), "prune72": (2.4, 1.4, 0.8)}
 FPS = {"base": (657.0, 558.0, 1068.0), "prune50": (506.0, 510.0, 1213.0),

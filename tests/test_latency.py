@@ -1,4 +1,5 @@
-"""Tests for edgeprune.latency: statistics by hand, the LiteRT runner on converted models."""
+"""Tests for edgeprune.measurement.latency: statistics by hand, the LiteRT runner on converted
+models."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from tiny_models import NUM_ANCHORS, NUM_CLASSES, TinyModels, tiny_models
 
-from edgeprune.latency import (
+from edgeprune.measurement.latency import (
     LatencyStats,
     LiteRTRunner,
     summarize,

@@ -1,4 +1,5 @@
-"""Tests for edgeprune.loss.multibox_loss: exact values on hand-built cases, hard negatives."""
+"""Tests for edgeprune.detection.loss.multibox_loss: exact values on hand-built cases, hard
+negatives."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from edgeprune.loss import multibox_loss
+from edgeprune.detection.loss import multibox_loss
 from edgeprune.tfenv import setup
 
 NUM_CLASSES = 3  # + background

@@ -1,4 +1,5 @@
-"""Tests for edgeprune.models: the three SSD detectors, per-layer widths, export, spec dicts."""
+"""Tests for edgeprune.detection.models: the three SSD detectors, per-layer widths, export, spec
+dicts."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import numpy as np
 import pytest
 from detector_helpers import NUM_CLASSES, build_tiny, random_images, tf_keras, tiny_spec
 
-from edgeprune.errors import ConfigError
-from edgeprune.models import (
+from edgeprune.detection.models import (
     ARCHITECTURES,
     DetectorSpec,
     default_widths,
@@ -19,7 +19,8 @@ from edgeprune.models import (
     resolve_widths,
     width_layer_names,
 )
-from edgeprune.models.registry import anchors_for, make_divisible
+from edgeprune.detection.models.registry import anchors_for, make_divisible
+from edgeprune.errors import ConfigError
 
 ARCHS = sorted(ARCHITECTURES)
 
@@ -198,8 +199,8 @@ def test_base_counts_are_taken_after_training(monkeypatch: pytest.MonkeyPatch,
 
     import yaml
 
+    from edgeprune.compression.size import keras_counts
     from edgeprune.jobs import JobLog
-    from edgeprune.size import keras_counts
     from edgeprune.stages import train as stage
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())

@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 
 import edgeprune.tfenv  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
-from edgeprune.cluster.convert import write_artifacts
-from edgeprune.detect import keras_runner, make_runner
+from edgeprune.compression.cluster.convert import write_artifacts
+from edgeprune.compression.openvino_rt import (
+    convert_to_ir,
+    freeze_detector,
+    ir_files,
+    openvino_runner,
+)
+from edgeprune.detection.detect import keras_runner, make_runner
+from edgeprune.detection.models import DetectorSpec, build_detector
 from edgeprune.errors import DataError
-from edgeprune.models import DetectorSpec, build_detector
-from edgeprune.openvino_rt import convert_to_ir, freeze_detector, ir_files, openvino_runner
 
 SIZE = (48, 48)
 
@@ -80,7 +85,7 @@ def test_missing_ir_is_a_data_error(tmp_path: Path) -> None:
 
 
 def test_tflite_from_frozen_graph_matches_keras(tmp_path: Path) -> None:
-    from edgeprune.latency import LiteRTRunner
+    from edgeprune.measurement.latency import LiteRTRunner
 
     arts = write_artifacts(_model(), tmp_path / "m", ("tflite",))
     lite = LiteRTRunner(arts["tflite"].path, num_threads=1)
@@ -92,8 +97,8 @@ def test_tflite_from_frozen_graph_matches_keras(tmp_path: Path) -> None:
 
 
 def test_host_openvino_target_times_the_ir(irs: dict[str, Path], tmp_path: Path) -> None:
-    from edgeprune.devices.bench import run_benchmark
-    from edgeprune.targets import parse_targets
+    from edgeprune.measurement.devices.bench import run_benchmark
+    from edgeprune.measurement.targets import parse_targets
 
     target = parse_targets({})["host-openvino"]
     result = run_benchmark(target, irs["fp32"], tmp_path / "raw.log", warmup=1, runs=3)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from edgeprune.devices.parsers import (
+from edgeprune.errors import TargetError
+from edgeprune.measurement.devices.parsers import (
     BenchmarkOutputError,
     parse_benchmark_app,
     parse_benchmark_model,
 )
-from edgeprune.errors import TargetError
 
 # Current LiteRT build on Android: "INFO:" prefix, warmup line with a single run,
 # scientific notation in averages, new memory wording.

@@ -1,4 +1,5 @@
-"""Tests for edgeprune.prune: variant names, layer selection, global allocation, and a real short
+"""Tests for edgeprune.compression.prune: variant names, layer selection, global allocation, and a
+real short
 prune-while-fine-tuning of a tiny detector for both scopes (the way paper1.prune_finetune does
 it: apply_pruning -> train with UpdatePruningStep -> strip -> measured_sparsity)."""
 
@@ -10,10 +11,7 @@ import numpy as np
 import pytest
 from detector_helpers import build_tiny, random_detection_data, tf_keras, tiny_spec
 
-from edgeprune.augment import AugmentConfig
-from edgeprune.errors import ConfigError
-from edgeprune.models.registry import anchors_for
-from edgeprune.prune import (
+from edgeprune.compression.prune import (
     MAX_LAYER_SPARSITY,
     PruneConfig,
     apply_pruning,
@@ -26,7 +24,10 @@ from edgeprune.prune import (
     update_step_callback,
     variant_name,
 )
-from edgeprune.train import TrainConfig, steps_per_epoch, train
+from edgeprune.data.augment import AugmentConfig
+from edgeprune.detection.models.registry import anchors_for
+from edgeprune.detection.train import TrainConfig, steps_per_epoch, train
+from edgeprune.errors import ConfigError
 
 # MobileNet v1 has the fewest Conv2D layers of the three detectors (tracing the pruned training
 # step is what makes these tests slow), and depthwise layers that must stay dense by default.
@@ -254,7 +255,7 @@ def test_global_pruning_reaches_target_overall_with_uneven_layers() -> None:
 def test_batchnorm_recalibration_matches_data_statistics() -> None:
     """After recalibration, a BN layer's moving mean is the mean of its per-batch means on the
     given images, whatever the stale statistics were before; weights do not change."""
-    from edgeprune.train import recalibrate_batchnorm
+    from edgeprune.detection.train import recalibrate_batchnorm
 
     _, keras = tf_keras()
     inp = keras.Input((8, 8, 3))
@@ -274,7 +275,7 @@ def test_batchnorm_recalibration_matches_data_statistics() -> None:
 
 
 def test_prefetch_keeps_order_and_reraises() -> None:
-    from edgeprune.train import prefetch
+    from edgeprune.detection.train import prefetch
 
     assert list(prefetch(iter(range(50)), depth=3)) == list(range(50))
 

@@ -1,4 +1,5 @@
-"""Tests for edgeprune.quantize.convert: the four TFLite flavours of one detector, their tensor
+"""Tests for edgeprune.compression.quantize.convert: the four TFLite flavours of one detector,
+their tensor
 types, file sizes and numerical agreement, and the argument errors.
 
 The detector is SSD-SqueezeNet at width 1.0 and 64x64 input (3.5 M parameters, so weights
@@ -25,10 +26,10 @@ from detector_helpers import (
     zero_smallest_weights,
 )
 
-from edgeprune.detect import class_probabilities
-from edgeprune.latency import LiteRTRunner
-from edgeprune.models import export_model
-from edgeprune.quantize import DTYPES, TFLITE_OUTPUTS, convert, logits_model
+from edgeprune.compression.quantize import DTYPES, TFLITE_OUTPUTS, convert, logits_model
+from edgeprune.detection.detect import class_probabilities
+from edgeprune.detection.models import export_model
+from edgeprune.measurement.latency import LiteRTRunner
 
 ARCH = "ssd_squeezenet"
 

@@ -1,4 +1,4 @@
-"""Tests for the synthetic VOC-layout dataset generator (edgeprune.synthetic)."""
+"""Tests for the synthetic VOC-layout dataset generator (edgeprune.data.synthetic)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeprune.data.synthetic import SHAPES, generate_dataset
+from edgeprune.data.voc import load_image, load_split, read_imageset
 from edgeprune.errors import ConfigError
-from edgeprune.synthetic import SHAPES, generate_dataset
-from edgeprune.voc import load_image, load_split, read_imageset
 
 SIZE = (96, 112)  # (height, width): deliberately not square
 CLASSES = ["circle", "square", "triangle", "star"]

@@ -1,4 +1,4 @@
-"""Tests for the target registry (edgeprune.targets) and its JSON-schema fragment."""
+"""Tests for the target registry (edgeprune.measurement.targets) and its JSON-schema fragment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from edgeprune.errors import ConfigError
-from edgeprune.targets import (
+from edgeprune.measurement.targets import (
     BUILTIN_TARGETS,
     Delegates,
     Target,

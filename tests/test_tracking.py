@@ -1,4 +1,5 @@
-"""Tests for edgeprune.tracking: concurrent log_run into one fresh sqlite database (as parallel
+"""Tests for edgeprune.reporting.tracking: concurrent log_run into one fresh sqlite database (as
+parallel
 Snakemake jobs do), what a logged run holds, and the MLFLOW_TRACKING_URI override."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from edgeprune.tracking import DAG_RUN_ENV, RunRecord, log_run, resolve_uri
+from edgeprune.reporting.tracking import DAG_RUN_ENV, RunRecord, log_run, resolve_uri
 
 N_PROCESSES = 6
 EXPERIMENT = "edgeprune-test"
@@ -23,7 +24,7 @@ EXPERIMENT = "edgeprune-test"
 _CHILD = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from edgeprune.tracking import RunRecord, log_run
+    from edgeprune.reporting.tracking import RunRecord, log_run
 
     i, db, artifacts, artifact_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     record = RunRecord(

@@ -27,12 +27,17 @@ from typing import Any
 import pytest
 from tiny_models import tiny_models
 
-from edgeprune.compare import CompareSettings, compare_on_target
-from edgeprune.devices import transport as transport_mod
-from edgeprune.devices.bench import run_benchmark
-from edgeprune.devices.transport import AdbTransport, LocalTransport, SshTransport, local_sha256
 from edgeprune.errors import ConfigError, TargetError
-from edgeprune.targets import Target, parse_targets
+from edgeprune.measurement.compare import CompareSettings, compare_on_target
+from edgeprune.measurement.devices import transport as transport_mod
+from edgeprune.measurement.devices.bench import run_benchmark
+from edgeprune.measurement.devices.transport import (
+    AdbTransport,
+    LocalTransport,
+    SshTransport,
+    local_sha256,
+)
+from edgeprune.measurement.targets import Target, parse_targets
 
 SSHD = Path("/usr/sbin/sshd")
 HOSTILE = "tiny model; touch PWN_A $(touch PWN_B) `touch PWN_C` it's"

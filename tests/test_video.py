@@ -1,4 +1,4 @@
-"""Tests for edgeprune.video: the MJPEG AVI writer/reader and the demo clip."""
+"""Tests for edgeprune.data.video: the MJPEG AVI writer/reader and the demo clip."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from tiny_clip import random_frames, write_clip
 
-from edgeprune.errors import DataError
-from edgeprune.synthetic import generate_dataset
-from edgeprune.video import (
+import edgeprune.measurement.devices
+from edgeprune.data.synthetic import generate_dataset
+from edgeprune.data.video import (
     NotMjpegAviError,
     encode_jpeg,
     make_demo_video,
@@ -25,6 +25,9 @@ from edgeprune.video import (
     read_mjpeg_avi,
     write_mjpeg_avi,
 )
+from edgeprune.errors import DataError
+
+DEVICES_DIR = Path(edgeprune.measurement.devices.__file__).parent  # the shipped standalone scripts
 
 
 def decode(jpeg: bytes) -> np.ndarray:
@@ -113,7 +116,7 @@ def test_reads_ffmpeg_style_files(tmp_path: Path) -> None:
     assert (info.frames, info.fps, info.width, info.height) == (4, 10.0, 16, 16)
     assert list(read_mjpeg_avi(path)) == jpegs
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src/edgeprune/devices"))
+    sys.path.insert(0, str(DEVICES_DIR))
     try:
         import remote_app
     finally:

@@ -1,4 +1,4 @@
-"""Tests for Pascal VOC reading (edgeprune.voc)."""
+"""Tests for Pascal VOC reading (edgeprune.data.voc)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeprune.errors import ConfigError, DataError
-from edgeprune.voc import (
+from edgeprune.data.voc import (
     VOC_CLASSES,
     Annotation,
     class_indices,
@@ -21,6 +20,7 @@ from edgeprune.voc import (
     read_imageset,
     to_voc_pixels,
 )
+from edgeprune.errors import ConfigError, DataError
 
 
 def _object_xml(name: str, box: tuple[str, ...], difficult: str | None = "0",

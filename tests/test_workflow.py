@@ -209,7 +209,7 @@ PAPER1 = ROOT / "config" / "paper1.yaml"
 
 def _write_vocdevkit(root: Path) -> None:
     """A VOCdevkit-shaped folder: VOC2007 (trainval, test) and VOC2012 (trainval), two tiny
-    annotated JPEGs per split, laid out as the loader (edgeprune.voc.load_split) reads it."""
+    annotated JPEGs per split, laid out as the loader (edgeprune.data.voc.load_split) reads it."""
     from PIL import Image
 
     splits = {"VOC2007": {"trainval": ["000005", "000007"], "test": ["000001", "000004"]},
@@ -234,7 +234,7 @@ def _write_vocdevkit(root: Path) -> None:
 def test_paper1_config_builds_its_dag_on_a_local_vocdevkit(tmp_path: Path) -> None:
     """config/paper1.yaml (VOC 07+12, 300x300, width 1.0, 20 fine-tune epochs, the paper's
     levels) passes the schema and plans Table 2 against a VOCdevkit whose path the user sets."""
-    from edgeprune.dataset import load_sets
+    from edgeprune.data.voc import load_sets
 
     settings = yaml.safe_load(PAPER1.read_text())
     assert settings["data"]["source"] == "voc"

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from tiny_models import IMAGE_SIZE, NUM_ANCHORS, NUM_CLASSES
 
+from edgeprune.data.video import VideoInfo, write_mjpeg_avi
+from edgeprune.detection.model_io import anchors_from_spec
 from edgeprune.fileio import write_json
-from edgeprune.model_io import anchors_from_spec
-from edgeprune.video import VideoInfo, write_mjpeg_avi
 
 TINY_SPEC: dict[str, Any] = {
     "arch": "mobilenet_v2_ssd",

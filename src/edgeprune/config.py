@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeprune.augment import AugmentConfig
-from edgeprune.boxes import PostprocessConfig
+from edgeprune.compression.prune import variant_name
+from edgeprune.data.augment import AugmentConfig
+from edgeprune.data.voc import VOC_CLASSES
+from edgeprune.detection.boxes import PostprocessConfig
+from edgeprune.detection.models import ARCHITECTURES, DetectorSpec
+from edgeprune.detection.train import TrainConfig
 from edgeprune.errors import ConfigError
-from edgeprune.models import ARCHITECTURES, DetectorSpec
-from edgeprune.prune import variant_name
-from edgeprune.train import TrainConfig
-from edgeprune.voc import VOC_CLASSES
 
 SYNTH_DIR = "SYNTH"
 

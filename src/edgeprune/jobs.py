@@ -84,7 +84,7 @@ def run_tracked(smk: Any, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
     Passes ``config`` and ``log``; if the stage returns a tracking RunRecord and MLflow is enabled,
     the run is logged (under the sqlite lock) before the job ends.
     """
-    from edgeprune.tracking import RunRecord, log_run
+    from edgeprune.reporting.tracking import RunRecord, log_run
 
     wc = dict(smk.wildcards.items()) if hasattr(smk.wildcards, "items") else {}
     name = smk.rule + "".join(f"[{k}={v}]" for k, v in wc.items())

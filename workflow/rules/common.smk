@@ -9,14 +9,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from edgeprune import config as C
-from edgeprune.cluster.convert import RUNTIME_FORMAT as P2_RUNTIME_FORMAT
-from edgeprune.cluster.settings import paper2_settings
+from edgeprune.compression.cluster.convert import RUNTIME_FORMAT as P2_RUNTIME_FORMAT
+from edgeprune.compression.cluster.settings import paper2_settings
 from edgeprune.errors import ConfigError
-from edgeprune.prune import variant_name
+from edgeprune.compression.prune import variant_name
 from edgeprune.stages.devices import app_settings, device_resource
 from edgeprune.stages.paper1 import CONTROL as P1_CONTROL
 from edgeprune.stages.paper2 import figure_paths, report_figures
-from edgeprune.targets import enabled_targets, parse_targets
+from edgeprune.measurement.targets import enabled_targets, parse_targets
 
 _errors = C.schema_errors(config, workflow.source_path("../schemas/config.schema.yaml"))
 if _errors:
@@ -91,7 +91,7 @@ def artifact_file(wildcards):
 
 # ----------------------------------------------------------------------------- edge devices
 # Used by devices.smk, paper1.smk (Table 2 FPS columns) and paper2.smk (timing jobs).
-# Targets come from the `targets:` config section (edgeprune.targets); the `app:` section picks
+# Targets come from the `targets:` config section (edgeprune.measurement.targets); the `app:` section picks
 # the clip (null: a demo clip generated from the embedded test split) and how many frames are
 # timed. Every physical device is a Snakemake resource with a default limit of 1
 # (device_host, device_ssh_<host>_<port>, device_adb_<serial>), and each timing job takes one unit

@@ -1,5 +1,5 @@
 # Stage: edge devices. Latency of paper 1's Table 2 models on each benchmark target, all models
-# of one target timed together in one interleaved job (edgeprune.compare), and application FPS
+# of one target timed together in one interleaved job (edgeprune.measurement.compare), and application FPS
 # over a video. Targets, device resources and input functions: common.smk.
 
 

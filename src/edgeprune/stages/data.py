@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.config import SYNTH_DIR
+from edgeprune.data.synthetic import generate_dataset
 from edgeprune.fileio import write_json
 from edgeprune.jobs import JobLog
-from edgeprune.synthetic import generate_dataset
 
 
 def generate(config: Mapping[str, Any], devkit: str | Path, summary: str | Path,

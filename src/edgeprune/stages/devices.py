@@ -18,16 +18,16 @@ from typing import Any
 import pandas as pd
 
 from edgeprune import config as C
-from edgeprune.app_fps import run_app_on_target
-from edgeprune.boxes import PostprocessConfig
-from edgeprune.compare import compare_on_target, difference, settings_for
+from edgeprune.data.video import make_demo_video
+from edgeprune.detection.boxes import PostprocessConfig
+from edgeprune.detection.model_io import anchors_from_spec, load_spec
 from edgeprune.errors import ConfigError, EdgepruneError
 from edgeprune.fileio import read_json, write_json
 from edgeprune.jobs import JobLog
-from edgeprune.model_io import anchors_from_spec, load_spec
-from edgeprune.targets import Target, get_target, parse_targets
-from edgeprune.tracking import RunRecord
-from edgeprune.video import make_demo_video
+from edgeprune.measurement.app_fps import run_app_on_target
+from edgeprune.measurement.compare import compare_on_target, difference, settings_for
+from edgeprune.measurement.targets import Target, get_target, parse_targets
+from edgeprune.reporting.tracking import RunRecord
 
 __all__ = [
     "APP_DEFAULTS",
@@ -157,7 +157,7 @@ def latency_compare(config: Mapping[str, Any], target: str, arch: str,
                     models: Sequence[str | Path], out_json: str | Path, raw_log: str | Path,
                     log: JobLog) -> RunRecord:
     """Time all ``models`` (``<variant>_<dtype>.tflite``, paper 1 Table 2) together on one
-    target, interleaved (:mod:`edgeprune.compare`), with the target's ``seconds``,
+    target, interleaved (:mod:`edgeprune.measurement.compare`), with the target's ``seconds``,
     ``block_runs``, ``blocks_per_group`` and ``warmup`` and the config's ``seed``.
 
     The JSON is :meth:`Comparison.to_dict` (each model's median and 95 % interval, differences

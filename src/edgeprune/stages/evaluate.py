@@ -8,27 +8,26 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune import config as C
-from edgeprune.bootstrap import (
+from edgeprune.data.voc import Annotation, load_images, load_sets
+from edgeprune.detection.detect import make_runner, run_batched, to_detections
+from edgeprune.detection.model_io import anchors_from_spec, load_spec
+from edgeprune.fileio import write_json
+from edgeprune.jobs import JobLog
+from edgeprune.measurement.bootstrap import (
     METHOD,
     MapDifference,
     bootstrap_maps,
     bootstrap_settings,
     paired_difference_from_dirs,
 )
-from edgeprune.dataset import load_sets
-from edgeprune.detect import make_runner, run_batched, to_detections
-from edgeprune.evaluate import (
+from edgeprune.measurement.evaluate import (
     Detections,
     evaluate,
     format_result,
     read_detections,
     write_detections,
 )
-from edgeprune.fileio import write_json
-from edgeprune.jobs import JobLog
-from edgeprune.model_io import anchors_from_spec, load_spec
-from edgeprune.tracking import RunRecord
-from edgeprune.voc import Annotation, load_images
+from edgeprune.reporting.tracking import RunRecord
 
 
 def evaluate_artifact(config: Mapping[str, Any], arch: str, variant: str, runtime: str,

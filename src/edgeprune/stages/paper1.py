@@ -10,13 +10,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune import config as C
-from edgeprune.dataset import load_sets
-from edgeprune.errors import EdgepruneError
-from edgeprune.fileio import write_json
-from edgeprune.jobs import JobLog
-from edgeprune.model_io import load_keras, load_spec, save_keras, save_spec
-from edgeprune.models.registry import anchors_for
-from edgeprune.prune import (
+from edgeprune.compression.prune import (
     PruneConfig,
     apply_pruning,
     measured_sparsity,
@@ -25,13 +19,18 @@ from edgeprune.prune import (
     strip,
     update_step_callback,
 )
-from edgeprune.quantize import convert
-from edgeprune.size import file_sizes, keras_counts
+from edgeprune.compression.quantize import convert
+from edgeprune.compression.size import file_sizes, keras_counts
+from edgeprune.data.voc import load_images, load_sets
+from edgeprune.detection.model_io import load_keras, load_spec, save_keras, save_spec
+from edgeprune.detection.models.registry import anchors_for
+from edgeprune.detection.train import recalibrate, steps_per_epoch, train
+from edgeprune.errors import EdgepruneError
+from edgeprune.fileio import write_json
+from edgeprune.jobs import JobLog
+from edgeprune.reporting.tracking import RunRecord
 from edgeprune.stages.train import load_train_data
 from edgeprune.tfenv import setup
-from edgeprune.tracking import RunRecord
-from edgeprune.train import recalibrate, steps_per_epoch, train
-from edgeprune.voc import load_images
 
 #: Variant name of the control: the base detector fine-tuned with the pruning runs' schedule,
 #: data and augmentation at sparsity 0 (Table 1 row ``nonprune_ft``).

@@ -18,18 +18,23 @@ import numpy as np
 import pandas as pd
 
 from edgeprune import config as C
-from edgeprune.cluster.convert import RUNTIME_FORMAT, write_artifacts
-from edgeprune.cluster.cost import model_cost
-from edgeprune.cluster.measure import (
+from edgeprune.compression.cluster.convert import RUNTIME_FORMAT, write_artifacts
+from edgeprune.compression.cluster.cost import model_cost
+from edgeprune.compression.cluster.measure import (
+    TestSet,
     compare_models,
     format_maps,
     latency_columns,
-    load_test_set,
     map_columns,
     model_maps,
 )
-from edgeprune.cluster.period import cluster_phase, cluster_size, detect_period, detect_steps
-from edgeprune.cluster.report import (
+from edgeprune.compression.cluster.period import (
+    cluster_phase,
+    cluster_size,
+    detect_period,
+    detect_steps,
+)
+from edgeprune.compression.cluster.report import (
     GAIN_ROWS,
     PAPER_TABLE2,
     PAPER_TABLE3,
@@ -48,10 +53,10 @@ from edgeprune.cluster.report import (
     table1,
     with_intervals,
 )
-from edgeprune.cluster.settings import Paper2Settings, paper2_settings
-from edgeprune.cluster.stats import app_fps
-from edgeprune.cluster.sweep import sweep_isolated, sweep_layer
-from edgeprune.cluster.whole import (
+from edgeprune.compression.cluster.settings import Paper2Settings, paper2_settings
+from edgeprune.compression.cluster.stats import app_fps
+from edgeprune.compression.cluster.sweep import sweep_isolated, sweep_layer
+from edgeprune.compression.cluster.whole import (
     WholePlan,
     default_size,
     layer_phases,
@@ -59,14 +64,28 @@ from edgeprune.cluster.whole import (
     plan_points,
     run_series,
 )
-from edgeprune.dataset import load_sets
+from edgeprune.data.voc import load_images, load_sets
+from edgeprune.detection.model_io import anchors_from_spec, load_keras, load_spec
 from edgeprune.errors import ConfigError, DataError
 from edgeprune.fileio import read_json, write_json, write_text
 from edgeprune.jobs import JobLog
-from edgeprune.model_io import anchors_from_spec, load_keras, load_spec
+from edgeprune.measurement.bootstrap import bootstrap_settings
+from edgeprune.reporting.tracking import RunRecord
 from edgeprune.stages.report import write_csv
 from edgeprune.tfenv import setup
-from edgeprune.tracking import RunRecord
+
+
+def load_test_set(config: Mapping[str, Any], input_size: tuple[int, int],
+                  anchors: np.ndarray, limit: int | None = None) -> TestSet:
+    """Read ``data.test_sets`` (its first ``limit`` images, if given) resized to
+    ``input_size``."""
+    anns = load_sets(C.devkit_root(config), config["data"]["test_sets"])[:limit]
+    ev = config.get("evaluation", {})
+    resamples, seed = bootstrap_settings({"evaluation": ev, "seed": config.get("seed", 0)})
+    return TestSet(anns, load_images(anns, input_size), C.classes(config), anchors,
+                   C.postprocess_config(config), ev.get("metric", "voc07"),
+                   float(ev.get("iou_threshold", 0.5)), int(ev.get("batch_size", 32)),
+                   resamples, seed)
 
 
 def _experiment(config: Mapping[str, Any]) -> str:
@@ -165,7 +184,8 @@ def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
                points_json: str | Path, model_dir: str | Path, out_csv: str | Path,
                raw_dir: str | Path, log: JobLog) -> RunRecord:
     """Time every sweep point on ``target``: all whole-network points in one interleaved
-    comparison, all isolated-layer points in another (:mod:`edgeprune.compare`); one CSV row
+    comparison, all isolated-layer points in another (:mod:`edgeprune.measurement.compare`); one
+    CSV row
     per point and scope (latency median, 95 % interval, block medians, paired difference to
     the unpruned point, mAP, cost)."""
     s = paper2_settings(config)
@@ -335,7 +355,7 @@ def finetune_config(base: Any, ft: Any, epochs: int, batch: int) -> Any:
     """The TrainConfig of paper-2 fine-tuning: ``base`` (the detector's training settings) at
     ``ft.lr_factor`` x its learning rate, constant (no warm-up, no decay), with ``ft``'s
     optimiser (``sgd`` with ``ft.momentum``, as the paper's Caffe solver, or ``adam``)."""
-    from edgeprune.train import TrainConfig
+    from edgeprune.detection.train import TrainConfig
 
     return TrainConfig(**{**base.__dict__, "epochs": epochs, "batch_size": batch,
                           "learning_rate": base.learning_rate * ft.lr_factor,
@@ -349,8 +369,8 @@ def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: An
     steps at ``lr_factor`` x the base learning rate (constant, no warm-up). Only the training
     images those updates visit are loaded: ``updates`` batches, spread over as few epochs as
     the training split allows."""
-    from edgeprune.dataset import to_detection_data
-    from edgeprune.train import recalibrate, steps_per_epoch, train
+    from edgeprune.detection.dataset import to_detection_data
+    from edgeprune.detection.train import recalibrate, steps_per_epoch, train
 
     anns = load_sets(C.devkit_root(config), config["data"]["train_sets"])
     base = C.train_config(config, arch)
@@ -455,7 +475,7 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
 
 def plan_widths(spec: Any, plan: WholePlan) -> dict[str, int]:
     """Filters per pruned layer of the unpruned model."""
-    from edgeprune.models import resolve_widths
+    from edgeprune.detection.models import resolve_widths
 
     widths = resolve_widths(spec)
     return {k: widths[k] for k in plan.layers}
@@ -474,7 +494,8 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
                model_dirs: Sequence[str], spec_path: str | Path, video: str | Path,
                out_csv: str | Path, raw_dir: str | Path, log: JobLog) -> RunRecord:
     """Time every whole-model step on ``target`` -- one model per distinct set of widths, all
-    in ONE interleaved comparison with the unpruned model first (:mod:`edgeprune.compare`) --
+    in ONE interleaved comparison with the unpruned model first
+    (:mod:`edgeprune.measurement.compare`) --
     and the application frame rate, over ``video``, of the models that enter Tables II and
     III (interleaved passes)."""
     s = paper2_settings(config)
@@ -549,9 +570,10 @@ def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
     ``paper2.app_fps.passes`` passes; in each pass every model runs once, the models in a
     fresh seeded random order, so drift spreads over all models and passes pair. Per model:
     FPS = 1000 / mean frame time over all passes, its 95 % interval by the two-level
-    bootstrap over passes and frames (:func:`edgeprune.cluster.stats.app_fps`), and the frame
+    bootstrap over passes and frames (:func:`edgeprune.compression.cluster.stats.app_fps`), and the
+    frame
     times per pass (``frames_ms``) for the paired gains of Table III."""
-    from edgeprune.app_fps import run_app_on_target
+    from edgeprune.measurement.app_fps import run_app_on_target
     from edgeprune.stages.devices import app_postprocess
 
     if tgt.transport == "adb":
@@ -760,8 +782,8 @@ def openvino_ir(config: Mapping[str, Any], arch: str, variant: str, precision: s
                 model_path: str | Path, xml_out: str | Path, threads: int,
                 log: JobLog) -> RunRecord:
     """Convert a Keras detector to OpenVINO IR with fp32 or fp16 weights (static batch 1)."""
-    from edgeprune.openvino_rt import convert_to_ir, ir_files
-    from edgeprune.size import file_sizes
+    from edgeprune.compression.openvino_rt import convert_to_ir, ir_files
+    from edgeprune.compression.size import file_sizes
 
     if precision not in ("fp32", "fp16"):
         raise ConfigError(f"OpenVINO precision must be fp32 or fp16, got {precision!r}")

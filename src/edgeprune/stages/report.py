@@ -68,7 +68,7 @@ def table1(config: Mapping[str, Any], variants: Sequence[str], sparsities: Seque
     Intervals come from one paired bootstrap over test images (the same resamples for both
     models of a pair; ``evaluation.bootstrap`` resamples, seeded with ``seed``).
     """
-    from edgeprune.size import file_sizes
+    from edgeprune.compression.size import file_sizes
     from edgeprune.stages.evaluate import map_pairer
     from edgeprune.stages.paper1 import CONTROL
 
@@ -147,10 +147,11 @@ def _app_columns(app: Sequence[str], seed: int) -> dict[tuple[str, str], dict[st
     """(variant_dtype stem, target) -> application FPS and its 95 % interval.
 
     The interval is a bootstrap over the run's per-frame end-to-end times (decode, resize,
-    inference, box decoding and NMS; :func:`edgeprune.compare.mean_rate_ci95`): it covers the
+    inference, box decoding and NMS; :func:`edgeprune.measurement.compare.mean_rate_ci95`): it
+    covers the
     frame-to-frame variation within that run, not drift between runs or instance effects.
     """
-    from edgeprune.compare import mean_rate_ci95
+    from edgeprune.measurement.compare import mean_rate_ci95
 
     out: dict[tuple[str, str], dict[str, float]] = {}
     for path in app:
@@ -177,7 +178,7 @@ def table2(config: Mapping[str, Any], variants: Sequence[str], dtypes: Sequence[
     * ``app_fps_<t>`` (+ ``_ci95_lo/_hi``): end-to-end FPS per video frame with decode, resize,
       box decoding and NMS (interval: see :func:`_app_columns`).
     """
-    from edgeprune.size import file_sizes
+    from edgeprune.compression.size import file_sizes
     from edgeprune.stages.evaluate import map_pairer
 
     pair = map_pairer(config)
@@ -221,7 +222,7 @@ def table2(config: Mapping[str, Any], variants: Sequence[str], dtypes: Sequence[
 def figures_paper1(config: Mapping[str, Any], table1_csv: str | Path, table2_csv: str | Path,
                    fig8: Sequence[str], fig9: Sequence[str], log: JobLog) -> None:
     """Figures 8 (mAP and size vs sparsity) and 9 (size vs FPS per sparsity level)."""
-    from edgeprune.figures import fig8_sparsity, fig9_size_fps
+    from edgeprune.reporting.figures import fig8_sparsity, fig9_size_fps
 
     fig8_sparsity(pd.read_csv(table1_csv), fig8)
     fig9_size_fps(pd.read_csv(table2_csv), fig9)

@@ -8,16 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune import config as C
-from edgeprune.dataset import load_sets, to_detection_data
+from edgeprune.compression.size import file_sizes, keras_counts
+from edgeprune.data.voc import load_sets
+from edgeprune.detection.dataset import to_detection_data
+from edgeprune.detection.model_io import save_keras, save_spec
+from edgeprune.detection.models import build_detector
+from edgeprune.detection.models.registry import anchors_for
+from edgeprune.detection.train import recalibrate, train
 from edgeprune.fileio import write_json
 from edgeprune.jobs import JobLog
-from edgeprune.model_io import save_keras, save_spec
-from edgeprune.models import build_detector
-from edgeprune.models.registry import anchors_for
-from edgeprune.size import file_sizes, keras_counts
+from edgeprune.reporting.tracking import RunRecord
 from edgeprune.tfenv import setup
-from edgeprune.tracking import RunRecord
-from edgeprune.train import recalibrate, train
 
 
 def load_train_data(config: Mapping[str, Any], input_size: tuple[int, int], log: JobLog) -> Any:

@@ -1,0 +1,495 @@
+"""Measure a model's latency on one configured target.
+
+:func:`run_benchmark` picks the transport (local, adb, ssh) and the timing tool (``runtime``):
+
+* ``benchmark_model`` -- LiteRT's C++ benchmark binary; the local binary is pushed once (skipped
+  when the device copy has the same SHA-256), the model is pushed, and the tool's text output is
+  parsed. It reports aggregates only, so ``p90_ms`` is ``None`` and ``median_ms``/``fps`` are
+  ``None`` for builds that print no percentiles.
+* ``benchmark_app`` -- OpenVINO's benchmark tool, installed on the target (``binary`` is the
+  command there); ``.xml`` and ``.bin`` are pushed. It prints median/average/min/max but no std,
+  and needs a model with static input shapes (export the IR with batch 1). It runs with the
+  LATENCY hint, or, when ``threads`` is set on CPU, with the equivalent one stream + synchronous
+  requests (the tool refuses ``-nthreads`` alongside a hint).
+* ``litert-python`` / ``openvino`` -- ``remote_runner.py`` (shipped beside this module) is pushed
+  and run with the target's Python; it returns every per-run sample, so all statistics exist.
+
+The tool's stdout and stderr are kept verbatim in ``raw_log`` (written atomically, also when the
+tool fails) so that a result can always be traced back to what the device printed.
+
+Interleaved comparisons of several models (:mod:`edgeprune.measurement.compare`) come through
+:func:`compare_with_runner` (``remote_runner.py --compare``: every model timed in one process,
+fresh instances per group) and :func:`interleave_tool` (``benchmark_model``/``benchmark_app``:
+one invocation per model and group, in a seeded random order).
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from edgeprune.errors import ConfigError, TargetError
+from edgeprune.fileio import write_text
+from edgeprune.measurement.devices.parsers import (
+    BenchmarkOutputError,
+    last_json_line,
+    parse_benchmark_app,
+    parse_benchmark_model,
+)
+from edgeprune.measurement.devices.transport import (
+    CommandResult,
+    Transport,
+    local_sha256,
+    transport_for,
+)
+from edgeprune.measurement.latency import LatencyStats, summarize
+from edgeprune.measurement.targets import Target
+
+__all__ = ["REMOTE_RUNNER", "compare_identity", "compare_with_runner", "interleave_tool",
+           "run_benchmark"]
+
+REMOTE_RUNNER = Path(__file__).with_name("remote_runner.py")
+
+
+@dataclass
+class _Context:
+    target: Target
+    transport: Transport
+    model: Path
+    warmup: int
+    runs: int
+    pushed: list[str] = field(default_factory=list)
+    #: (local path, remote path) already staged this session; shared by the contexts of one
+    #: comparison so that each file is checked and copied once.
+    staged: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass
+class _Execution:
+    argv: list[str]
+    result: CommandResult
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Measurement:
+    stats: LatencyStats
+    runtime: str
+    runtime_version: str | None
+    tool: dict[str, Any] | None = None
+    samples_ms: list[float] | None = None
+    warmup: int | None = None
+
+
+# --------------------------------------------------------------------------- file staging
+
+
+def _remote_path(ctx: _Context, *parts: str) -> str:
+    assert ctx.target.workdir is not None
+    return str(PurePosixPath(ctx.target.workdir, *parts))
+
+
+def _stage(ctx: _Context, local: Path, *remote_parts: str) -> str:
+    """Make ``local`` available on the target; return the path to use there.
+
+    Local targets use files in place. Remote copies are skipped when the target already holds a
+    file with the same SHA-256, and verified after copying.
+    """
+    if ctx.target.transport == "local":
+        return str(local)
+    remote = _remote_path(ctx, *remote_parts)
+    if (str(local), remote) in ctx.staged:
+        return remote
+    ctx.staged.add((str(local), remote))
+    digest = local_sha256(local)
+    if digest is None:
+        raise FileNotFoundError(f"cannot stage {local}: no such file")
+    if ctx.transport.sha256(remote) == digest:
+        return remote
+    ctx.transport.push(local, remote)
+    after = ctx.transport.sha256(remote)
+    if after is not None and after != digest:
+        raise ctx.transport.error(f"{remote} has sha256 {after} after copying, expected {digest}")
+    ctx.pushed.append(remote)
+    return remote
+
+
+def _stage_model(ctx: _Context) -> str:
+    """Stage the model (and an OpenVINO IR's ``.bin`` weights) under ``<workdir>/models``."""
+    if ctx.model.suffix == ".xml":
+        weights = ctx.model.with_suffix(".bin")
+        if not weights.is_file():
+            raise FileNotFoundError(f"OpenVINO IR {ctx.model} has no weights file {weights}")
+        _stage(ctx, weights, "models", weights.name)
+    return _stage(ctx, ctx.model, "models", ctx.model.name)
+
+
+def _local_binary(target: Target) -> Path:
+    assert target.binary is not None
+    path = Path(target.binary).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(
+            f"{target.key('binary')}: {path} does not exist; expected a benchmark_model binary "
+            "built for the target (e.g. android_arm64 for a phone)"
+        )
+    return path
+
+
+def _app_command(target: Target) -> str:
+    """benchmark_app to call; on this machine also look beside the running Python (venv bin)."""
+    assert target.binary is not None
+    if target.transport != "local" or "/" in target.binary or shutil.which(target.binary):
+        return target.binary
+    beside = Path(sys.executable).parent / target.binary
+    if beside.is_file():
+        return str(beside)
+    raise ConfigError(f"{target.key('binary')}: {target.binary!r} not found on PATH")
+
+
+# --------------------------------------------------------------------------- runtimes
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _exec_benchmark_model(ctx: _Context) -> _Execution:
+    target = ctx.target
+    binary = _local_binary(target)
+    first = (target.transport != "local"
+             and (str(binary), _remote_path(ctx, "benchmark_model")) not in ctx.staged)
+    remote_binary = _stage(ctx, binary, "benchmark_model")
+    if first:
+        chmod = ctx.transport.run(["chmod", "755", remote_binary], timeout=60)
+        if chmod.rc != 0:
+            raise ctx.transport.error(f"chmod {remote_binary} failed: {chmod.output.strip()}")
+    delegates = target.delegates
+    assert delegates is not None
+    argv = [
+        remote_binary,
+        f"--graph={_stage_model(ctx)}",
+        f"--warmup_runs={ctx.warmup}",
+        f"--num_runs={ctx.runs}",
+        f"--use_xnnpack={_flag(delegates.xnnpack)}",
+        f"--use_gpu={_flag(delegates.gpu)}",
+        f"--use_nnapi={_flag(delegates.nnapi)}",
+    ]
+    if target.threads is not None:
+        argv.append(f"--num_threads={target.threads}")
+    result = ctx.transport.run(argv, timeout=target.timeout_s)
+    return _Execution(argv, result, {"binary_sha256": local_sha256(binary)})
+
+
+def _measure_benchmark_model(ctx: _Context, text: str) -> _Measurement:
+    parsed = parse_benchmark_model(text)
+    phase = parsed["inference"]
+    if not phase:
+        raise BenchmarkOutputError(
+            "benchmark_model printed no statistics line (count=...) for the timed runs"
+        )
+    if "avg" not in phase:  # "count=N curr=X(all same)": every run took the same time
+        same = phase["curr"]
+        phase = {**phase, "avg": same, "min": same, "max": same, "median": same, "std": 0.0}
+    us = 1000.0
+    stats = LatencyStats.from_summary(
+        n=phase["count"],
+        mean_ms=phase["avg"] / us,
+        min_ms=phase["min"] / us,
+        max_ms=phase["max"] / us,
+        median_ms=phase["median"] / us if "median" in phase else None,
+        std_ms=phase["std"] / us,
+    )
+    return _Measurement(stats, "benchmark_model", None, tool=parsed)
+
+
+def _exec_benchmark_app(ctx: _Context) -> _Execution:
+    target = ctx.target
+    argv = [_app_command(target), "-m", _stage_model(ctx), "-d", str(target.device),
+            "-niter", str(ctx.runs)]
+    if target.threads is not None and target.device == "CPU":
+        # benchmark_app refuses -nthreads together with a performance hint; one stream and
+        # synchronous requests is what the LATENCY hint amounts to on CPU.
+        argv += ["-hint", "none", "-nstreams", "1", "-api", "sync",
+                 "-nthreads", str(target.threads)]
+    else:
+        argv += ["-hint", "latency"]
+    return _Execution(argv, ctx.transport.run(argv, timeout=target.timeout_s))
+
+
+def _measure_benchmark_app(ctx: _Context, text: str) -> _Measurement:
+    parsed = parse_benchmark_app(text)
+    missing = [k for k in ("median_ms", "average_ms", "min_ms", "max_ms") if parsed[k] is None]
+    if missing:
+        raise BenchmarkOutputError(f"benchmark_app output lacks {', '.join(missing)}")
+    stats = LatencyStats.from_summary(
+        n=parsed["count"] or ctx.runs,
+        mean_ms=parsed["average_ms"],
+        min_ms=parsed["min_ms"],
+        max_ms=parsed["max_ms"],
+        median_ms=parsed["median_ms"],
+    )
+    # benchmark_app runs exactly one untimed first inference before measuring.
+    return _Measurement(stats, "openvino benchmark_app", parsed["build"], tool=parsed, warmup=1)
+
+
+def _runner_head(ctx: _Context) -> list[str]:
+    """``<python> <staged remote_runner.py> --runtime <litert|openvino>`` for the target."""
+    target = ctx.target
+    assert target.python is not None
+    script = _stage(ctx, REMOTE_RUNNER, "remote_runner.py")
+    runtime = "litert" if target.runtime == "litert-python" else "openvino"
+    return [target.python, script, "--runtime", runtime]
+
+
+def _runner_flags(target: Target) -> list[str]:
+    """remote_runner.py options the target sets: threads, XNNPACK off, OpenVINO device."""
+    flags: list[str] = []
+    if target.threads is not None:
+        flags += ["--threads", str(target.threads)]
+    if target.delegates is not None and not target.delegates.xnnpack:
+        flags.append("--no-xnnpack")
+    if target.device is not None:
+        flags += ["--device", target.device]
+    return flags
+
+
+def _exec_runner(ctx: _Context) -> _Execution:
+    target = ctx.target
+    argv = [*_runner_head(ctx), "--model", _stage_model(ctx),
+            "--warmup", str(ctx.warmup), "--runs", str(ctx.runs), *_runner_flags(target)]
+    return _Execution(argv, ctx.transport.run(argv, timeout=target.timeout_s))
+
+
+def _runner_payload(text: str) -> dict[str, Any]:
+    payload = last_json_line(text, "samples_ms")
+    if payload is None:
+        raise BenchmarkOutputError("remote_runner.py printed no JSON result line")
+    return payload
+
+
+def _measure_runner(ctx: _Context, text: str) -> _Measurement:
+    payload = _runner_payload(text)
+    samples = [float(x) for x in payload["samples_ms"]]
+    tool = {k: v for k, v in payload.items() if k != "samples_ms"}
+    return _Measurement(summarize(samples), str(payload.get("runtime")),
+                        payload.get("runtime_version"), tool=tool, samples_ms=samples)
+
+
+_RUNTIMES: dict[str, tuple[Callable[[_Context], _Execution],
+                           Callable[[_Context, str], _Measurement]]] = {
+    "benchmark_model": (_exec_benchmark_model, _measure_benchmark_model),
+    "benchmark_app": (_exec_benchmark_app, _measure_benchmark_app),
+    "litert-python": (_exec_runner, _measure_runner),
+    "openvino": (_exec_runner, _measure_runner),
+}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _check_request(target: Target, model_path: Path, warmup: int, runs: int) -> None:
+    if not target.enabled:
+        raise TargetError(
+            f"target '{target.name}' is disabled in config (targets.{target.name}.enabled: false)"
+        )
+    if not model_path.is_file():
+        raise FileNotFoundError(f"model to benchmark on target '{target.name}' not found: "
+                                f"{model_path}")
+    if warmup < 0 or runs < 1:
+        raise ValueError(f"warmup must be >= 0 and runs >= 1, got warmup={warmup} runs={runs}")
+
+
+def _identity(ctx: _Context, measurement: _Measurement) -> dict[str, Any]:
+    target = ctx.target
+    identity: dict[str, Any] = dict(ctx.transport.identity())
+    identity.update(
+        runtime=measurement.runtime,
+        runtime_version=measurement.runtime_version,
+        threads=target.threads,
+        delegates=asdict(target.delegates) if target.delegates else None,
+        openvino_device=target.device,
+    )
+    return identity
+
+
+def run_benchmark(
+    target: Target,
+    model_path: str | Path,
+    raw_log: str | Path,
+    warmup: int | None = None,
+    runs: int | None = None,
+) -> dict[str, Any]:
+    """Benchmark ``model_path`` on ``target``; keep the tool's output in ``raw_log``.
+
+    ``warmup``/``runs`` default to the target's config. Returns a JSON-ready dict: ``target``,
+    ``transport``, ``runtime``, ``model``, ``identity`` (device model, OS, kernel, runtime and
+    version, threads, delegate flags), ``settings``, ``stats`` (LatencyStats fields, ms),
+    ``samples_ms`` (when the runtime gives them), ``tool`` (parsed tool output), ``command``,
+    ``pushed`` (files copied this time) and ``raw_log``.
+
+    Raises:
+        TargetError: the target is disabled or unreachable, a command timed out, or the tool
+            failed or printed nothing parseable (the message names the target and the raw log).
+        ConfigError: a configured binary does not exist.
+    """
+    model = Path(model_path)
+    warmup = target.warmup if warmup is None else warmup
+    runs = target.runs if runs is None else runs
+    _check_request(target, model, warmup, runs)
+    ctx = _Context(target, transport_for(target), model, warmup, runs)
+    execute, measure = _RUNTIMES[target.runtime]
+    execution = execute(ctx)
+    write_text(raw_log, execution.result.stdout + execution.result.stderr)
+    if execution.result.rc != 0:
+        raise ctx.transport.error(
+            f"{target.runtime} exited with status {execution.result.rc}; output kept in {raw_log}"
+        )
+    try:
+        measurement = measure(ctx, execution.result.stdout + "\n" + execution.result.stderr)
+    except BenchmarkOutputError as exc:
+        raise ctx.transport.error(f"{exc} (raw output in {raw_log})") from exc
+    return {
+        "target": target.name,
+        "transport": target.transport,
+        "runtime": target.runtime,
+        "model": str(model),
+        "model_sha256": local_sha256(model),
+        "identity": _identity(ctx, measurement),
+        "settings": {"warmup": measurement.warmup if measurement.warmup is not None else warmup,
+                     "runs": runs, "threads": target.threads},
+        "stats": measurement.stats.to_dict(),
+        "samples_ms": measurement.samples_ms,
+        "tool": measurement.tool,
+        "command": shlex.join(execution.argv),
+        "pushed": ctx.pushed,
+        "raw_log": str(raw_log),
+        **execution.extra,
+    }
+
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def compare_identity(identity: dict[str, Any], target: Target, runtime: str | None,
+                     runtime_version: str | None, threads_used: int | None) -> dict[str, Any]:
+    """A comparison's identity: the machine's, plus runtime and version, the threads asked for
+    (``threads``) and actually used (``threads_used``; the runtime's report where it gives one),
+    delegates and OpenVINO device."""
+    return {**identity, "runtime": runtime, "runtime_version": runtime_version,
+            "threads": target.threads, "threads_used": threads_used,
+            "delegates": asdict(target.delegates) if target.delegates else None,
+            "openvino_device": target.device}
+
+
+def _check_compare(target: Target, models: Sequence[Path]) -> None:
+    for model in models:
+        _check_request(target, model, 0, 1)
+
+
+def compare_with_runner(target: Target, models: Sequence[str | Path], raw_log: str | Path, *,
+                        warmup: int, seconds: float, block_runs: int, blocks_per_group: int,
+                        min_groups: int, max_groups: int, seed: int
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run ``remote_runner.py --compare`` on a litert-python/openvino target (staged like
+    :func:`run_benchmark`); keep its output in ``raw_log``.
+
+    Returns ``(raw, identity)``: the runner's
+    :func:`~edgeprune.measurement.devices.remote_runner.interleave`
+    output and :func:`compare_identity`. The command may run ``seconds`` beyond the target's
+    ``timeout_s``.
+    """
+    paths = [Path(m) for m in models]
+    _check_compare(target, paths)
+    assert target.python is not None
+    ctx = _Context(target, transport_for(target), paths[0], warmup, 1)
+    argv = [*_runner_head(ctx), "--compare"]
+    for path in paths:
+        argv += ["--model", _stage_model(replace(ctx, model=path))]
+    argv += ["--warmup", str(warmup), "--seconds", str(seconds), "--block-runs", str(block_runs),
+             "--blocks-per-group", str(blocks_per_group), "--min-groups", str(min_groups),
+             "--max-groups", str(max_groups), "--seed", str(seed), *_runner_flags(target)]
+    result = ctx.transport.run(argv, timeout=target.timeout_s + seconds)
+    write_text(raw_log, f"$ {shlex.join(argv)}\n{result.stdout}{result.stderr}")
+    if result.rc != 0:
+        raise ctx.transport.error(f"remote_runner.py --compare exited with status {result.rc}; "
+                                  f"output kept in {raw_log}")
+    payload = last_json_line(result.stdout, "interleave")
+    if payload is None:
+        raise ctx.transport.error(f"remote_runner.py printed no comparison result (raw output in "
+                                  f"{raw_log})")
+    identity = compare_identity(dict(ctx.transport.identity()), target, payload.get("runtime"),
+                                payload.get("runtime_version"), payload.get("threads_used"))
+    identity.update(command=shlex.join(argv), pushed=ctx.pushed, python=payload.get("python"))
+    return payload["interleave"], identity
+
+
+def interleave_tool(target: Target, models: Sequence[str | Path], raw_log: str | Path, *,
+                    warmup: int, runs: int, seconds: float, min_groups: int, max_groups: int,
+                    seed: int, clock: Callable[[], float] = time.monotonic,
+                    progress: Callable[[int, float], None] | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Interleave ``benchmark_model``/``benchmark_app`` invocations of several models.
+
+    Each group runs every model once (one invocation of ``warmup`` + ``runs`` runs, a fresh
+    process and so a fresh instance) in a seeded random order; the tool's median (its average
+    where a build prints no median) is the group's single block median. Groups repeat until
+    ``seconds`` of ``clock`` (s) passed and ``min_groups`` ran, or ``max_groups`` ran. Every
+    invocation's output goes to ``raw_log``. Returns ``(raw, identity)`` in the format of
+    :func:`~edgeprune.measurement.devices.remote_runner.interleave`.
+    """
+    paths = [Path(m) for m in models]
+    _check_compare(target, paths)
+    execute, measure = _RUNTIMES[target.runtime]
+    base = _Context(target, transport_for(target), paths[0], warmup, runs)
+    contexts = [replace(base, model=path) for path in paths]
+    rng = random.Random(seed)
+    log: list[str] = []
+    groups: list[dict[str, Any]] = []
+    statistics: set[str] = set()
+    measurement: _Measurement | None = None
+    start = clock()
+    elapsed = 0.0
+    while len(groups) < max_groups and (len(groups) < min_groups or elapsed < seconds):
+        order = list(range(len(paths)))
+        rng.shuffle(order)
+        medians = [0.0] * len(paths)
+        for i in order:
+            execution = execute(contexts[i])
+            out = execution.result.stdout + execution.result.stderr
+            log.append(f"==> group {len(groups)} model {i}: {shlex.join(execution.argv)}\n{out}")
+            if execution.result.rc != 0:
+                write_text(raw_log, "".join(log))
+                raise base.transport.error(f"{target.runtime} exited with status "
+                                           f"{execution.result.rc}; output kept in {raw_log}")
+            try:
+                measurement = measure(contexts[i], out)
+            except BenchmarkOutputError as exc:
+                write_text(raw_log, "".join(log))
+                raise base.transport.error(f"{exc} (raw output in {raw_log})") from exc
+            stats = measurement.stats
+            statistics.add("median" if stats.median_ms is not None else "mean")
+            medians[i] = stats.median_ms if stats.median_ms is not None else stats.mean_ms
+        groups.append({"instance_order": order, "block_orders": [order],
+                       "block_medians_ms": [medians]})
+        elapsed = clock() - start
+        if progress is not None:
+            progress(len(groups), elapsed)
+    write_text(raw_log, "".join(log))
+    assert measurement is not None
+    raw = {"seed": seed, "block_runs": runs, "blocks_per_group": 1,
+           "warmup": measurement.warmup if measurement.warmup is not None else warmup,
+           "seconds": seconds, "min_groups": min_groups, "max_groups": max_groups,
+           "elapsed_s": elapsed, "block_statistic": "/".join(sorted(statistics)),
+           "groups": groups}
+    identity = compare_identity(dict(base.transport.identity()), target, measurement.runtime,
+                                measurement.runtime_version, target.threads)
+    identity.update(pushed=base.pushed)
+    return raw, identity

@@ -1,0 +1,1 @@
+"""Reporting: the papers' figures (figures) and MLflow tracking (tracking)."""
