@@ -1,14 +1,15 @@
-"""Tests for application FPS: the in-process loop, the standalone remote script (its decode + NMS
-against edgeprune.detection.boxes.postprocess) and run_app_on_target on this machine and over real
-SSH
-(the sshd fixture of test_transport.py)."""
+"""Tests for application FPS: the in-process loop, the standalone board script (which decodes
+boxes with a copy of edgeprune/detection/boxes.py itself) and run_app_on_target on this machine
+and over real SSH (the sshd fixture of test_transport.py)."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import platform
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +17,17 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_transport import SshServer, single_target, sshd  # noqa: F401 - sshd is a fixture
-from tiny_clip import tiny_anchors, write_clip
+from tiny_clip import board_remote_app, tiny_anchors, write_clip
 from tiny_models import IMAGE_SIZE, NUM_CLASSES, tiny_models
 
-import edgeprune.measurement.devices
-from edgeprune.data.video import read_mjpeg_avi
+from edgeprune.data.video import open_video
+from edgeprune.detection import boxes
 from edgeprune.detection.boxes import AnchorSpec, PostprocessConfig, generate_anchors, postprocess
 from edgeprune.errors import DataError, TargetError
 from edgeprune.measurement.app_fps import STAGES, run_app, run_app_on_target
 from edgeprune.measurement.targets import parse_targets
 
-DEVICES_DIR = Path(edgeprune.measurement.devices.__file__).parent  # the shipped standalone scripts
-
-sys.path.insert(0, str(DEVICES_DIR))
-import remote_app  # noqa: E402 - the standalone script, imported from its own directory
-
-sys.path.pop(0)
+remote_app = board_remote_app()  # the standalone script, imported as a board runs it
 
 INPUT = (IMAGE_SIZE, IMAGE_SIZE)
 
@@ -49,8 +45,20 @@ def random_outputs(rng: np.random.Generator, anchors: int, classes: int,
     return loc, probs.astype(np.float32)
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_remote_postprocess_equals_boxes_postprocess(seed: int) -> None:
+def test_one_copy_of_box_decoding_and_nms() -> None:
+    """The board imports boxes.py, a byte copy of edgeprune/detection/boxes.py, and has no box
+    code of its own."""
+    board_boxes = sys.modules[remote_app.postprocess.__module__]
+    assert board_boxes.__name__ == "boxes" and board_boxes is not boxes
+    assert Path(inspect.getsourcefile(board_boxes)).read_bytes() == Path(
+        boxes.__file__).read_bytes()
+    source = inspect.getsource(remote_app)
+    for duplicate in ("def nms", "def decode", "def postprocess", "argsort(-", "np.exp(np.clip"):
+        assert duplicate not in source
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_board_postprocess_equals_host_postprocess(seed: int) -> None:
     rng = np.random.default_rng(seed)
     anchors = generate_anchors(AnchorSpec(((8, 8), (4, 4), (2, 2)), 0.1, 0.9, (1.0, 2.0, 0.5)))
     cfg = PostprocessConfig(
@@ -61,8 +69,9 @@ def test_remote_postprocess_equals_boxes_postprocess(seed: int) -> None:
     )
     loc, probs = random_outputs(rng, len(anchors), int(rng.integers(1, 6)), ties=seed % 2 == 0)
     expected = postprocess(loc, probs, anchors, cfg)
-    got = remote_app.detect(loc, probs, anchors, cfg.score_threshold, cfg.iou_threshold,
-                            cfg.max_per_class, cfg.max_total)
+    board_cfg = remote_app.PostprocessConfig(cfg.score_threshold, cfg.iou_threshold,
+                                             cfg.max_per_class, cfg.max_total)
+    got = remote_app.postprocess(loc, probs, anchors, board_cfg)
     for want, have in zip(expected, got, strict=True):
         assert have.dtype == want.dtype and have.shape == want.shape
         np.testing.assert_array_equal(have, want)
@@ -70,8 +79,9 @@ def test_remote_postprocess_equals_boxes_postprocess(seed: int) -> None:
 
 def test_remote_postprocess_with_nothing_above_threshold() -> None:
     loc, probs = random_outputs(np.random.default_rng(0), 10, 2, ties=False)
-    boxes, scores, classes = remote_app.detect(loc, probs, tiny_anchors()[:10], 1.0, 0.5, 10, 10)
-    assert boxes.shape == (0, 4) and scores.shape == (0,) and classes.dtype == np.int32
+    cfg = remote_app.PostprocessConfig(1.0, 0.5, 10, 10)
+    found, scores, classes = remote_app.postprocess(loc, probs, tiny_anchors()[:10], cfg)
+    assert found.shape == (0, 4) and scores.shape == (0,) and classes.dtype == np.int32
 
 
 def test_pick_outputs() -> None:
@@ -116,7 +126,7 @@ def test_run_app_times_every_stage_of_every_frame(tmp_path: Path) -> None:
     assert result["wall_s"] * 1000 >= frame_ms.sum()
     assert result["video"]["frames"] == 9 and result["input_size"] == list(INPUT)
 
-    jpegs = list(read_mjpeg_avi(clip))
+    jpegs = list(open_video(clip)[1])
     for jpeg, batch in zip(jpegs[:7], seen, strict=True):
         image = Image.open(io.BytesIO(jpeg)).convert("RGB").resize(
             (IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
@@ -184,11 +194,20 @@ def test_ssh_target_runs_the_remote_script(sshd: SshServer, tmp_path: Path,  # n
     assert ident["runtime"] == "ai-edge-litert" and ident["kernel"] == platform.release()
     assert ident["python"] == platform.python_version() and ident["threads"] == 1
     assert sorted(Path(p).parent.name for p in result["pushed"]) == [
-        "app", "board", "board", "models", "videos"]
-    # The app script and the runtime loaders it imports sit side by side in the work directory.
-    assert {str(workdir / "remote_app.py"), str(workdir / "remote_runner.py")} <= set(
-        result["pushed"])
-    assert (workdir / "videos" / "clip.avi").read_bytes() == clip.read_bytes()
+        "app", "board", "board", "board", "models", "videos"]
+    # The app script and the modules it imports sit side by side in the work directory.
+    assert {str(workdir / name) for name in ("remote_app.py", "remote_runner.py", "boxes.py")
+            } <= set(result["pushed"])
+    assert (workdir / "boxes.py").read_bytes() == Path(boxes.__file__).read_bytes()
+    # The model lives under its checksum, as for latency jobs.
+    staged = next(Path(p) for p in result["pushed"] if Path(p).parent.name == "models")
+    assert staged.name == f"{result['model_sha256'][:16]}.tflite"
+    # The clip arrives as a tar of the JPEG frames the run reads (1 warm-up + 6 timed).
+    with tarfile.open(workdir / "videos" / "clip.frames.tar") as tar:
+        shipped = [tar.extractfile(m).read() for m in tar.getmembers()
+                   if m.name.startswith("frames/")]
+    assert shipped == list(open_video(clip)[1])[:7]
+    assert result["video"]["codec"] == "mjpeg" and result["video"]["shipped"]["frames"] == 7
     assert "--max-frames 6" in result["command"] and "--threads 1" in result["command"]
     raw = (tmp_path / "logs" / "board.log").read_text()
     payload = next(line for line in raw.splitlines() if line.startswith('{"'))
@@ -218,8 +237,9 @@ def test_remote_script_failure_keeps_raw_output(sshd: SshServer, tmp_path: Path,
     model.write_bytes(b"not a flatbuffer")
     target = single_target("board", sshd.spec(runtime="litert-python", python=sys.executable,
                                               workdir=str(shared_workdir)))
-    with pytest.raises(TargetError, match=r"target 'board' \(ssh .*\): remote_app\.py exited "
-                                          r"with status 1; output kept in .*board\.log"):
+    with pytest.raises(TargetError, match=r"target 'board' \(ssh .*\): remote_app\.py exit "
+                                          r"status 1; last lines: .*not a valid Flatbuffer.*; "
+                                          r"output kept in .*board\.log"):
         run_app_on_target(target, model, tiny_anchors(), clip, tmp_path / "board.log", INPUT,
                           NUM_CLASSES, warmup_frames=1)
     assert "Traceback" in (tmp_path / "board.log").read_text()

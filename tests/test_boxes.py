@@ -1,14 +1,16 @@
 """Tests for edgeprune.detection.boxes: anchors, box forms, encoding, IoU, matching, NMS,
-postprocess."""
+postprocess, and that the module stays shippable to boards (standalone, Python 3.7 syntax)."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_clip import board_remote_app
 
-import edgeprune.measurement.devices
+from edgeprune.detection import boxes as boxes_module
 from edgeprune.detection.boxes import (
     AnchorSpec,
     PostprocessConfig,
@@ -23,8 +25,6 @@ from edgeprune.detection.boxes import (
     postprocess,
     scales,
 )
-
-DEVICES_DIR = Path(edgeprune.measurement.devices.__file__).parent  # the shipped standalone scripts
 
 
 def _random_corner_boxes(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -330,8 +330,6 @@ def test_postprocess_with_nothing_above_threshold_is_empty() -> None:
 
 
 def test_class_probabilities_softmax_logits_in_float_and_pass_probabilities() -> None:
-    import sys
-
     from edgeprune.detection.detect import class_probabilities, softmax
 
     rng = np.random.default_rng(0)
@@ -348,10 +346,25 @@ def test_class_probabilities_softmax_logits_in_float_and_pass_probabilities() ->
     with pytest.raises(ValueError, match="conf_logits"):
         class_probabilities({"loc": logits})
     # The standalone on-device application script applies the same softmax.
-    sys.path.insert(0, str(DEVICES_DIR))
-    try:
-        import remote_app
-    finally:
-        sys.path.pop(0)
+    remote_app = board_remote_app()
     np.testing.assert_allclose(remote_app.probabilities("conf_logits", logits), probs, atol=1e-6)
     np.testing.assert_array_equal(remote_app.probabilities("conf", given), given)
+
+
+# --------------------------------------------------------------------------- shipped to boards
+
+
+def test_module_stays_standalone_for_boards() -> None:
+    """boxes.py is copied beside remote_app.py onto boards (Python 3.7+, numpy, no edgeprune):
+    it imports only the standard library and numpy, and parses as Python 3.7."""
+    source = Path(boxes_module.__file__).read_text()
+    tree = ast.parse(source, feature_version=(3, 7))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import in boxes.py"
+            imported.add((node.module or "").split(".")[0])
+    assert imported == {"__future__", "collections", "dataclasses", "numpy"}
+    assert "from __future__ import annotations" in source  # annotations never evaluated on 3.7

@@ -43,12 +43,14 @@ def _workflow(tmp: Path) -> Path:
     return ROOT / "Snakefile"
 
 
-def _snakemake(snakefile: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def _snakemake(snakefile: Path, workdir: Path, *args: str,
+               extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(snakefile), "-d", str(workdir),
            "--cores", "2",
-           "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "paper2_tiny.yaml")]
+           "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "paper2_tiny.yaml"),
+           *extra]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -139,3 +141,35 @@ def test_paper2_workflow_on_tiny_config(tmp_path: Path) -> None:
     # Every rule kept a log and a benchmark file.
     assert (res / "benchmarks/paper2/report.tsv").is_file()
     assert (res / "logs/paper2/whole/ssd_mobilenet_v1/cluster_build.log").is_file()
+
+    # The torch backend (issue 10) on the same trained base (ported, no second training):
+    # same sweeps, cluster sizes, tables and figures, under results/paper2/torch/.
+    (tmp_path / "torch.yaml").write_text(yaml.safe_dump({"paper2": {"backend": "torch"}}))
+    _snakemake(snakefile, tmp_path, "results/paper2/torch/summary.md",
+               "results/paper2/torch/figures/fig5_sweep_latency_ssd_mobilenet_v1.png",
+               extra=(str(tmp_path / "torch.yaml"),))
+    pt = p2 / "torch"
+    keras_points = json.loads((p2 / "sweeps/ssd_mobilenet_v1/conv1/points.json").read_text())
+    torch_points = json.loads((pt / "sweeps/ssd_mobilenet_v1/conv1/points.json").read_text())
+    # θ_MW through Torch-Pruning ranks the ported weights exactly as Keras does, and both
+    # surgeries give the same cost and (within 1e-3) the same mAP at every sweep point.
+    for k, t in zip(keras_points["rows"], torch_points["rows"], strict=True):
+        assert (t["filters_left"], t["removed"], t["params"], t["macs"]) == \
+            (k["filters_left"], k["removed"], k["params"], k["macs"])
+        assert abs(t["mAP_torch"] - k["mAP_keras"]) < 1e-3
+    sweep = pd.read_csv(pt / "sweeps/ssd_mobilenet_v1/conv1/host-openvino.csv")
+    assert set(sweep["backend"]) == {"torch"}
+    assert sweep[sweep["scope"] == "layer"]["filters_left"].tolist() == [16, 9, 2]
+    t1_torch = pd.read_csv(pt / "table1.csv").set_index("layer")
+    assert t1_torch.loc["total", "cluster_pruned"] == 4
+    whole_torch = pd.read_csv(pt / "whole/ssd_mobilenet_v1/host-openvino.csv")
+    assert set(whole_torch["backend"]) == {"torch"}
+    assert set(whole_torch["finetuned"]) == {False, True}
+    base_k = whole[whole["method"] == "base"]["mAP"].iloc[0]
+    base_t = whole_torch[whole_torch["method"] == "base"]["mAP"].iloc[0]
+    assert abs(base_k - base_t) < 1e-3                  # the ported base detects the same
+    assert "Table II" in (pt / "summary.md").read_text()
+    with sqlite3.connect(res / "mlflow.db") as db:
+        backends = {v for (v,) in db.execute(
+            "SELECT value FROM params WHERE key = 'backend'")}
+    assert backends == {"keras", "torch"}

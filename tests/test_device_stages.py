@@ -91,7 +91,7 @@ def test_latency_compare_stage_times_all_models_together(tmp_path: Path) -> None
     assert record.params["groups"] == len(result["raw"]["groups"]) >= 6
     assert record.tags["target"] == "host-litert" and record.tags["stage"] == "latency"
     assert set(record.metrics) == {f"{m}_{k}" for m in result["labels"] for k in (
-        "median_ms", "ci95_lo_ms", "ci95_hi_ms", "fps")} | {"base_int8_vs_float32_pct"}
+        "median_ms", "ci95_lo_ms", "ci95_hi_ms", "fps_inference")} | {"base_int8_vs_float32_pct"}
     assert record.metrics["base_int8_median_ms"] == result["models"][1]["median_ms"]
     assert record.artifacts == [out, raw]
     assert "vs float32" in (tmp_path / "job.log").read_text()
@@ -131,7 +131,8 @@ def test_app_fps_stage_over_a_clip(tmp_path: Path) -> None:
     assert record.run_name == "mobilenet_v2_ssd/base/app-host-litert-float32"
     assert record.params["target"] == "host-litert" and record.params["engine"] == "litert"
     assert record.params["video_frames"] == 10 and record.params["max_frames"] == 4
-    assert record.metrics["fps"] == pytest.approx(result["fps"])
+    assert record.metrics["fps_app"] == pytest.approx(result["fps"])
+    assert (record.params["format"], record.params["precision"]) == ("tflite", "float32")
     assert {"decode_median_ms", "inference_median_ms", "postprocess_median_ms",
             "frame_median_ms"} <= set(record.metrics)
     assert "FPS; per frame (median ms)" in (tmp_path / "job.log").read_text()
@@ -184,6 +185,30 @@ def test_failed_tool_output_reaches_the_job_log(tmp_path: Path) -> None:
                         tmp_path / "l.log", job_log(tmp_path))
     text = (tmp_path / "job.log").read_text()
     assert f"raw output ({tmp_path / 'l.log'}" in text and "broken.xml" in text
+
+
+def test_failed_job_keeps_the_raw_output_under_logs(tmp_path: Path) -> None:
+    """With ``kept_log`` (the rule's ``log: raw=...``), the device's output is written there
+    first: the message points there, and the ``raw`` output exists only after a success."""
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(b"garbage")
+    broken.with_suffix(".bin").write_bytes(b"")
+    cfg = config(targets={"host-app": {"transport": "local", "runtime": "benchmark_app"}})
+    kept, raw = tmp_path / "logs" / "table2.raw.log", tmp_path / "out" / "table2.log"
+    with pytest.raises(TargetError) as info:
+        latency_compare(cfg, "host-app", "a", [broken, broken], tmp_path / "l.json", raw,
+                        job_log(tmp_path), kept_log=kept)
+    assert str(info.value).endswith(f"output kept in {kept}") and "\n" not in str(info.value)
+    assert "broken.xml" in kept.read_text() and not raw.exists()
+    models = [tmp_path / "m" / f"{n}.tflite" for n in ("base_float32", "base_int8")]
+    models[0].parent.mkdir()
+    shutil.copyfile(tiny_models().float_path, models[0])
+    shutil.copyfile(tiny_models().int8_path, models[1])
+    cfg = config(threads=1, targets={"host-litert": {
+        "seconds": 0.1, "block_runs": 2, "blocks_per_group": 1, "warmup": 0}})
+    latency_compare(cfg, "host-litert", "a", models, tmp_path / "ok.json", raw,
+                    job_log(tmp_path), kept_log=kept)
+    assert raw.read_bytes() == kept.read_bytes() and b"interleave" in raw.read_bytes()
 
 
 def test_demo_video_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -284,13 +309,16 @@ def uncommented_example() -> dict[str, Any]:
 def test_example_targets_validate_once_uncommented() -> None:
     example = uncommented_example()
     names = ["galaxy-s23", "galaxy-s23-gpu", "glass-ee2", "rpi4-ncs2", "rpi4-cpu",
-             "jetson-tx2-gpu", "jetson-tx2-cpu"]
+             "jetson-tx2-gpu", "jetson-tx2-trt", "jetson-tx2-cpu"]
     assert list(example["targets"]) == ["host-litert", "host-openvino", *names]
     assert list(targets_validator().iter_errors(example)) == []
     targets = parse_targets(example)
     assert all(not targets[name].enabled for name in names)
     assert targets["rpi4-ncs2"].device == "MYRIAD" and targets["glass-ee2"].transport == "adb"
     assert device_resource(targets["rpi4-ncs2"]) == device_resource(targets["rpi4-cpu"])
+    trt = targets["jetson-tx2-trt"]
+    assert (trt.runtime, trt.fp16, trt.keep) == ("trtexec", True, 32)
+    assert device_resource(trt) == device_resource(targets["jetson-tx2-gpu"])
     # As shipped (entries commented out), the file is valid too.
     shipped = yaml.safe_load(EXAMPLE.read_text())
     assert list(targets_validator().iter_errors(shipped)) == []

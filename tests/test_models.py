@@ -201,6 +201,7 @@ def test_base_counts_are_taken_after_training(monkeypatch: pytest.MonkeyPatch,
 
     from edgeprune.compression.size import keras_counts
     from edgeprune.jobs import JobLog
+    from edgeprune.reporting.tracking import DatasetInfo
     from edgeprune.stages import train as stage
 
     config = yaml.safe_load((Path(__file__).parents[1] / "config" / "config.yaml").read_text())
@@ -208,7 +209,8 @@ def test_base_counts_are_taken_after_training(monkeypatch: pytest.MonkeyPatch,
     config["anchors"]["aspect_ratios"] = [1.0, 2.0, 0.5]
     trained: dict[str, Any] = {}
 
-    def fake_train(model: Any, data: Any, anchors: Any, cfg: Any, log: Any = None) -> dict:
+    def fake_train(model: Any, data: Any, anchors: Any, cfg: Any, log: Any = None,
+                   **checkpointing: Any) -> dict:
         """Stand-in for training: every zero-initialised weight moves off zero, and one kernel
         ends up half zeros."""
         trained["before"] = keras_counts(model)
@@ -223,6 +225,9 @@ def test_base_counts_are_taken_after_training(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(stage, "load_train_data", lambda config, size, log: [0] * 4)
     monkeypatch.setattr(stage, "train", fake_train)
+    monkeypatch.setattr(stage, "train_fingerprint", lambda *args, **kwargs: {})
+    monkeypatch.setattr(stage, "dataset_info", lambda config, context: DatasetInfo(
+        name="synthetic:test", digest="0" * 16, source=str(tmp_path), splits={"train": 4}))
     monkeypatch.setattr(stage, "recalibrate", lambda model, data, cfg, log: None)
     monkeypatch.setattr(stage, "save_keras", lambda model, path: Path(path).write_bytes(b"k"))
     monkeypatch.setattr(stage, "save_spec", lambda spec, model, path: None)

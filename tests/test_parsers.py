@@ -1,4 +1,4 @@
-"""Tests for the benchmark_model / benchmark_app output parsers.
+"""Tests for the benchmark_model / benchmark_app / trtexec output parsers.
 
 The fixtures reproduce the line formats printed by real builds of the tools (TFLite
 benchmark_model from ~2.4 to current LiteRT, OpenVINO benchmark_app 2020.x to 2025.x), with our
@@ -8,13 +8,17 @@ op-profiling tables, ``Avg``/``Average`` and latencies in ``us``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgeprune.errors import TargetError
+from edgeprune.measurement.devices.bench import read_tool_output
 from edgeprune.measurement.devices.parsers import (
     BenchmarkOutputError,
     parse_benchmark_app,
     parse_benchmark_model,
+    parse_trtexec,
 )
 
 # Current LiteRT build on Android: "INFO:" prefix, warmup line with a single run,
@@ -306,3 +310,97 @@ def test_benchmark_app_failure() -> None:
     with pytest.raises(BenchmarkOutputError, match="no latency statistics") as info:
         parse_benchmark_app(APP_FAILED)
     assert "MYRIAD" in str(info.value)
+
+
+# --------------------------------------------------------------------------- trtexec
+
+DATA = Path(__file__).with_name("data")  # reconstructed outputs, see tests/data/README.md
+
+
+def test_trtexec_8_2_single_percentile_and_end_to_end_line() -> None:
+    r = parse_trtexec((DATA / "trtexec_8.2_jetson_tx2.log").read_text())
+    gpu = r["gpu_compute"]
+    assert (gpu["min"], gpu["median"], gpu["mean"], gpu["max"]) == (9.08765, 9.18311, 9.20654,
+                                                                     10.7529)
+    assert gpu["percentiles"] == {"99": 10.5537}
+    assert r["latency"]["median"] == 9.50391 and r["h2d"]["mean"] == 0.241406
+    assert (r["queries"], r["seconds"]) == (100, 0.951882)
+    assert (r["warmup_queries"], r["warmup_ms"]) == (22, 200.0)
+    assert r["throughput_qps"] == 105.055 and r["version"] == "8.2.1"
+
+
+def test_trtexec_8_6_and_10_three_percentiles() -> None:
+    r86 = parse_trtexec((DATA / "trtexec_8.6.log").read_text())
+    assert r86["gpu_compute"]["percentiles"] == {"90": 1.8584, "95": 1.87402, "99": 2.36426}
+    assert r86["version"] == "8.6.1" and r86["queries"] == 50
+    text10 = (DATA / "trtexec_10.3.log").read_text()
+    r10 = parse_trtexec(text10)
+    assert r10["gpu_compute"]["median"] == 0.647705 and r10["latency"]["max"] == 0.9375
+    assert r10["version"] == "10.3.0" and r10["warmup_queries"] == 287
+    # Without the "TensorRT version:" line the banner's v100300 / v8601 code is decoded.
+    banner_only = "\n".join(x for x in text10.splitlines() if "TensorRT version" not in x)
+    assert parse_trtexec(banner_only)["version"] == "10.3.0"
+    assert parse_trtexec(text10.replace("v100300", "v8601").replace(
+        "TensorRT version: 10.3.0", ""))["version"] == "8.6.1"
+
+
+def test_trtexec_stats_come_from_gpu_compute_time() -> None:
+    out = read_tool_output("trtexec", (DATA / "trtexec_10.3.log").read_text())
+    stats = out["stats"]
+    assert (stats["n"], stats["median_ms"], stats["mean_ms"]) == (50, 0.647705, 0.652344)
+    assert (stats["min_ms"], stats["max_ms"], stats["p90_ms"]) == (0.636963, 0.88623, 0.659668)
+    assert stats["std_ms"] is None and stats["fps"] == pytest.approx(1000 / 0.647705)
+    assert (out["runtime"], out["runtime_version"], out["warmup"]) == ("tensorrt trtexec",
+                                                                       "10.3.0", 287)
+    tx2 = read_tool_output("trtexec", (DATA / "trtexec_8.2_jetson_tx2.log").read_text())
+    assert tx2["stats"]["p90_ms"] is None  # 8.2 prints the 99th percentile only
+
+
+def test_trtexec_failed_run_is_one_line_error() -> None:
+    text = ("&&&& RUNNING TensorRT.trtexec [TensorRT v8601] # trtexec --loadEngine=x.plan\n"
+            "[12/01/2026-10:02:11] [E] Error[1]: [stdArchiveReader.cpp::StdArchiveReader::32] "
+            "Error Code 1: Serialization (Serialization assertion magicTagRead == kMAGIC_TAG "
+            "failed.Magic tag does not match)\n"
+            "&&&& FAILED TensorRT.trtexec [TensorRT v8601] # trtexec --loadEngine=x.plan\n")
+    with pytest.raises(BenchmarkOutputError, match="GPU Compute Time") as info:
+        parse_trtexec(text)
+    assert "\n" not in str(info.value) and "Magic tag does not match" in str(info.value)
+    assert info.value.field == "GPU Compute Time"
+
+
+RUNNER_JSON = ('remote_runner: warming up\n{"edgeprune_runner": 1, "runtime": "ai-edge-litert", '
+               '"runtime_version": "1.2.0", "samples_ms": [5.12, 5.08, 5.31, 5.02], '
+               '"threads": 2}\n')
+
+
+@pytest.mark.parametrize(("runtime", "text"), [
+    ("benchmark_model", BM_NEW_WORDING),
+    ("benchmark_model", BM_PERCENTILES_LOGCAT),
+    ("benchmark_model", BM_OLD_WORDING),
+    ("benchmark_app", APP_AVERAGE),
+    ("benchmark_app", APP_MICROSECONDS),
+    ("trtexec", (DATA / "trtexec_8.2_jetson_tx2.log").read_text()),
+    ("trtexec", (DATA / "trtexec_10.3.log").read_text()),
+    ("litert-python", RUNNER_JSON),
+])
+def test_truncated_output_gives_one_line_error_naming_the_field(runtime: str,
+                                                                text: str) -> None:
+    """Every cut of a complete output (each line end, and every 5th character) is either read
+    or refused with a one-line BenchmarkOutputError naming the field: never another exception
+    (KeyError, ValueError from empty samples, ...). The complete output is read."""
+    full = read_tool_output(runtime, text, runs=30)
+    cuts = sorted({i for i in range(0, len(text), 5)}
+                  | {i + 1 for i, ch in enumerate(text) if ch == "\n"})
+    refused = 0
+    for cut in cuts:
+        try:
+            out = read_tool_output(runtime, text[:cut], runs=30)
+        except BenchmarkOutputError as exc:
+            refused += 1
+            assert "\n" not in str(exc) and exc.field, (cut, str(exc))
+            continue
+        # what is read from a cut output is what the complete output says, or a tool-reported
+        # subset of it (a percentile not yet printed)
+        for key in ("n", "mean_ms", "min_ms", "max_ms"):
+            assert out["stats"][key] == full["stats"][key], (cut, key)
+    assert refused > 0.5 * len(cuts)

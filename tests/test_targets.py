@@ -184,11 +184,39 @@ def test_targets_are_frozen() -> None:
          r"targets\.t\.python: not allowed here"),
         ({"transport": "local", "runtime": "openvino", "hots": "typo"},
          r"targets\.t\.hots: unknown key; allowed keys are"),
+        ({"transport": "local", "runtime": "trtexec"},
+         r"targets\.t\.runtime: expected one of litert-python, benchmark_model, openvino, "
+         r"benchmark_app for local targets"),
+        ({"transport": "ssh", "host": "h", "runtime": "openvino", "fp16": True},
+         r"targets\.t\.fp16: not allowed here \(fp16 applies to trtexec\)"),
+        ({"transport": "ssh", "host": "h", "runtime": "trtexec", "fp16": "yes"},
+         r"targets\.t\.fp16: expected true or false, got 'yes'"),
+        ({"transport": "ssh", "host": "h", "runtime": "trtexec", "python": "py"},
+         r"targets\.t\.python: not allowed here"),
+        ({"transport": "local", "runtime": "openvino", "keep": 3},
+         r"targets\.t\.keep: not allowed here \(local targets run files in place\)"),
+        ({"transport": "ssh", "host": "h", "runtime": "openvino", "keep": 0},
+         r"targets\.t\.keep: expected an integer >= 1, got 0"),
     ],
 )
 def test_invalid_specs_name_the_key(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         targets_with("t", **spec)
+
+
+def test_trtexec_target_and_keep() -> None:
+    jetson = targets_with("jetson", transport="ssh", host="192.168.1.60", runtime="trtexec",
+                          fp16=True, keep=4)["jetson"]
+    assert (jetson.runtime, jetson.binary, jetson.fp16, jetson.keep) == ("trtexec", "trtexec",
+                                                                         True, 4)
+    assert jetson.python is None and jetson.device is None and jetson.delegates is None
+    plain = targets_with("j2", transport="ssh", host="h", runtime="trtexec",
+                         binary="/usr/src/tensorrt/bin/trtexec")["j2"]
+    assert (plain.binary, plain.fp16, plain.keep) == ("/usr/src/tensorrt/bin/trtexec", False, 32)
+    assert targets_with("p", transport="adb", serial="X", runtime="benchmark_model",
+                        binary="b")["p"].keep == 32
+    local = parse_targets({})["host-litert"]
+    assert local.keep is None and local.fp16 is None
 
 
 def test_invalid_section_and_names() -> None:
@@ -275,6 +303,10 @@ def test_schema_defaults_match_python_defaults(validator: jsonschema.Draft202012
         {"transport": "ssh", "host": "h", "runtime": "openvino", "port": 0},
         {"transport": "local", "runtime": "openvino", "seconds": 0},
         {"transport": "local", "runtime": "openvino", "block_runs": 0},
+        {"transport": "local", "runtime": "trtexec"},
+        {"transport": "ssh", "host": "h", "runtime": "openvino", "fp16": True},
+        {"transport": "local", "runtime": "openvino", "keep": 3},
+        {"transport": "ssh", "host": "h", "runtime": "openvino", "keep": 0},
     ],
 )
 def test_schema_rejects_what_python_rejects(

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from tiny_models import tiny_models
 from edgeprune.errors import ConfigError, TargetError
 from edgeprune.measurement.compare import CompareSettings, compare_on_target
 from edgeprune.measurement.devices import transport as transport_mod
-from edgeprune.measurement.devices.bench import run_benchmark
+from edgeprune.measurement.devices.bench import run_benchmark, staged_name
 from edgeprune.measurement.devices.transport import (
     AdbTransport,
     LocalTransport,
@@ -188,6 +189,22 @@ def test_ssh_push_sha256_identity(sshd: SshServer, tmp_path: Path) -> None:
     assert ident["os"] and ident["device_model"] and ident["uname"].startswith("Linux")
 
 
+def test_ssh_push_checks_the_copy_on_the_device(sshd: SshServer, tmp_path: Path) -> None:
+    """With a checksum, the copy replaces the target file only if it arrived intact."""
+    ssh = sshd.transport()
+    local = tmp_path / "model.bin"
+    local.write_bytes(b"model bytes")
+    remote = tmp_path / "remote" / "model.bin"
+    assert ssh.push(local, str(remote), local_sha256(local)) is True
+    assert remote.read_bytes() == b"model bytes"
+    local.write_bytes(b"other bytes")
+    with pytest.raises(TargetError, match=r"target 'test-ssh' .*copying model\.bin to .* "
+                                          r"failed: arrived with sha256"):
+        ssh.push(local, str(remote), "0" * 64)
+    assert remote.read_bytes() == b"model bytes"  # untouched, and no .part left behind
+    assert not (tmp_path / "remote" / "model.bin.part").exists()
+
+
 def test_ssh_strict_host_key_checking_rejects_unknown_host(sshd: SshServer,
                                                            tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
@@ -241,8 +258,9 @@ def test_run_benchmark_litert_python_over_ssh(sshd: SshServer, tmp_path: Path) -
     assert ident["runtime"] == "ai-edge-litert" and ident["runtime_version"]
     assert ident["threads"] == 1 and ident["delegates"]["xnnpack"] is True
     assert ident["kernel"] == platform.release()
-    staged = workdir / "models" / model.name
+    staged = workdir / "models" / staged_name(model)  # named by checksum
     assert staged.read_bytes() == model.read_bytes()
+    assert staged.name == f"{local_sha256(model)[:16]}.tflite"
     assert sorted(result["pushed"]) == sorted([str(workdir / "remote_runner.py"), str(staged)])
     raw = (tmp_path / "logs" / "board.log").read_text()
     payload = next(line for line in raw.splitlines() if line.startswith('{"'))
@@ -279,8 +297,8 @@ def test_compare_through_remote_runner_over_ssh(sshd: SshServer, tmp_path: Path)
     assert ident["runtime"] == "ai-edge-litert" and ident["threads_used"] == 1
     assert ident["kernel"] == platform.release()
     assert sorted(ident["pushed"]) == sorted([str(workdir / "remote_runner.py"),
-                                              str(workdir / "models" / a.name),
-                                              str(workdir / "models" / b.name)])
+                                              str(workdir / "models" / staged_name(a)),
+                                              str(workdir / "models" / staged_name(b))])
     assert "--compare" in (tmp_path / "cmp.log").read_text().splitlines()[0]
     hostile_names_absent(Path.home(), tmp_path, workdir, workdir / "models")
 
@@ -361,8 +379,8 @@ esac
 """
 
 # STAND-IN benchmark_model: records its arguments, fails like the real tool when the graph is
-# missing or named "corrupt...", otherwise prints output in the real (newer, with percentiles)
-# format.
+# missing or holds the word "corrupt", otherwise prints output in the real (newer, with
+# percentiles) format.
 BENCHMARK_MODEL_STANDIN = """\
 #!/bin/sh
 # STAND-IN for LiteRT benchmark_model (tests/test_transport.py), not the real tool.
@@ -373,11 +391,12 @@ for arg in "$@"; do
 done
 echo "INFO: STARTING!"
 echo "INFO: Graph: [$graph]"
-case "$graph" in
-  *corrupt*) echo "ERROR: Failed to load model $graph" >&2; exit 1 ;;
-esac
 if [ ! -f "$graph" ]; then
   echo "ERROR: Could not open '$graph'." >&2
+  exit 1
+fi
+if grep -q corrupt "$graph"; then
+  echo "ERROR: Failed to load model $graph" >&2
   exit 1
 fi
 cat <<'EOF'
@@ -474,15 +493,15 @@ def test_run_benchmark_over_adb_end_to_end(adb_standin: AdbStandIn, tmp_path: Pa
     workdir = adb_standin.device_tmp / "edgeprune"
     assert sorted(result["pushed"]) == sorted([
         "/data/local/tmp/edgeprune/benchmark_model",
-        f"/data/local/tmp/edgeprune/models/{model.name}",
+        f"/data/local/tmp/edgeprune/models/{staged_name(model)}",
     ])
-    assert (workdir / "models" / model.name).read_bytes() == model.read_bytes()
+    assert (workdir / "models" / staged_name(model)).read_bytes() == model.read_bytes()
     args = (workdir / "last_args.txt").read_text().splitlines()
     assert args[1:] == [
         "--warmup_runs=5", "--num_runs=30", "--use_xnnpack=true", "--use_gpu=true",
         "--use_nnapi=false", "--num_threads=4",
     ]
-    assert args[0] == f"--graph={workdir}/models/{model.name}"
+    assert args[0] == f"--graph={workdir}/models/{staged_name(model)}"
 
     stats = result["stats"]
     assert stats["n"] == 33
@@ -538,7 +557,7 @@ def test_benchmark_model_invocations_interleave_over_adb(adb_standin: AdbStandIn
     graphs = [line.split("[")[1].rstrip("]") for line in
               (tmp_path / "phone.log").read_text().splitlines()
               if line.startswith("INFO: Graph:")]
-    expected = [str(adb_standin.device_tmp / "edgeprune" / "models" / models[i].name)
+    expected = [str(adb_standin.device_tmp / "edgeprune" / "models" / staged_name(models[i]))
                 for g in raw["groups"] for i in g["instance_order"]]
     assert graphs == expected
     assert comparison.differences[0].diff_pct == 0.0
@@ -547,12 +566,13 @@ def test_benchmark_model_invocations_interleave_over_adb(adb_standin: AdbStandIn
 
 
 def test_adb_tool_failure_keeps_raw_log(adb_standin: AdbStandIn, tmp_path: Path) -> None:
-    model = tmp_path / "corrupt.tflite"
-    model.write_bytes(b"garbage")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"corrupt garbage")
     target = single_target("phone", adb_standin.spec())
     raw_log = tmp_path / "phone.log"
     with pytest.raises(TargetError, match=r"target 'phone' \(adb serial R58M123ABC\): "
-                                          r"benchmark_model exited with status 1"):
+                                          r"benchmark_model exit status 1; last lines: .*"
+                                          r"Failed to load model.*; output kept in .*phone\.log"):
         run_benchmark(target, model, raw_log)
     assert "Failed to load model" in raw_log.read_text()
 
@@ -626,3 +646,29 @@ def test_local_benchmark_app_on_static_ir(tmp_path: Path) -> None:
     assert result["settings"]["warmup"] == 1  # benchmark_app's single untimed first inference
     assert result["identity"]["runtime_version"] == ov.get_version()
     assert "Throughput" in (tmp_path / "app.log").read_text()
+
+
+def test_adb_device_lock_makes_a_second_job_wait(adb_standin: AdbStandIn) -> None:
+    """The adb device lock lives on the device (flock in its work folder): a second
+    transport, as another job would open it, cannot take it while the first holds it."""
+    workdir = "/data/local/tmp/edgeprune"
+    first = AdbTransport(STANDIN_SERIAL, target="phone-usb", retries=0)
+    second = AdbTransport(STANDIN_SERIAL, target="phone-wifi", retries=0)
+    errors: list[BaseException] = []
+
+    def other_job() -> None:
+        try:
+            with second.lock(workdir, wait_s=1):
+                pass
+        except TargetError as exc:
+            errors.append(exc)
+
+    with first.lock(workdir) as waited:
+        assert waited < 30
+        thread = threading.Thread(target=other_job)
+        thread.start()
+        thread.join(timeout=60)
+    assert len(errors) == 1 and "stayed busy" in str(errors[0])
+    assert "phone-wifi" in str(errors[0])
+    with second.lock(workdir, wait_s=5):  # free once the first job is done
+        assert (adb_standin.device_tmp / "edgeprune" / ".edgeprune.lock").exists()

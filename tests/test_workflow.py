@@ -23,15 +23,23 @@ TARGETS = ["results/base_detectors.csv", "results/table1.csv", "results/table2.c
            "results/figures/fig8_sparsity.png"]
 
 
-def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = (),
-              check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's workflow in ``workdir`` on the tiny config (plus ``configs``)."""
+def snakemake_command(workdir: Path, *args: str, configs: tuple[Path, ...] = ()
+                      ) -> tuple[list[str], dict[str, str]]:
+    """Command line and environment that run the repository's workflow in ``workdir`` on the
+    tiny config (plus ``configs``)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(SNAKEFILE), "-d", str(workdir),
            "--cores", "2", "--configfile", str(TINY), *map(str, configs)]
+    return cmd, env
+
+
+def snakemake(workdir: Path, *args: str, configs: tuple[Path, ...] = (),
+              check: bool = True, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` on the tiny config (plus ``configs``)."""
+    cmd, env = snakemake_command(workdir, *args, configs=configs)
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=1200)
+                          timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return proc

@@ -1,4 +1,5 @@
-"""Small clips, a detector spec and anchors matching tests/tiny_models.py, for the app-FPS tests.
+"""Small clips, a detector spec and anchors matching tests/tiny_models.py, for the app-FPS tests,
+and the board-side application script imported as a board runs it.
 
 The tiny model has a 16x16 input, one 8x8 feature map with two anchors per cell (aspect ratio
 1 plus the extra square anchor) and two classes, so its spec and anchors are written out here.
@@ -6,13 +7,18 @@ The tiny model has a 16x16 input, one 8x8 feature map with two anchors per cell 
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import sys
+import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from tiny_models import IMAGE_SIZE, NUM_ANCHORS, NUM_CLASSES
 
-from edgeprune.data.video import VideoInfo, write_mjpeg_avi
+from edgeprune.data.video import VideoInfo, write_video
 from edgeprune.detection.model_io import anchors_from_spec
 from edgeprune.fileio import write_json
 
@@ -55,5 +61,24 @@ def random_frames(n: int, size: tuple[int, int] = (24, 32), seed: int = 0) -> li
 
 def write_clip(path: Path, n: int, size: tuple[int, int] = (24, 32), fps: float = 25.0,
                seed: int = 0) -> VideoInfo:
-    """An MJPEG AVI of ``n`` random frames."""
-    return write_mjpeg_avi(path, random_frames(n, size, seed), fps)
+    """A Motion-JPEG AVI of ``n`` random frames."""
+    return write_video(path, random_frames(n, size, seed), fps)
+
+
+def board_remote_app() -> ModuleType:
+    """``remote_app`` imported the way a board runs it: the files app_fps ships
+    (``BOARD_FILES``) copied into one folder, and nothing else of edgeprune on the path."""
+    from edgeprune.measurement.app_fps import BOARD_FILES
+
+    if "remote_app" in sys.modules:
+        return sys.modules["remote_app"]
+    board = Path(tempfile.mkdtemp(prefix="edgeprune-board-"))
+    atexit.register(shutil.rmtree, board, True)
+    for name, source in BOARD_FILES.items():
+        shutil.copyfile(source, board / name)
+    sys.path.insert(0, str(board))
+    try:
+        import remote_app
+    finally:
+        sys.path.remove(str(board))
+    return remote_app

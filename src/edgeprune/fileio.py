@@ -1,14 +1,22 @@
-"""Atomic file output: results are written to a temporary path and renamed into place."""
+"""Atomic file output: results are written to a temporary path and renamed into place.
+
+Temporary paths are hidden siblings named ``.<name>.tmp-<random><suffix>``; a process killed
+mid-write (SIGKILL runs no cleanup) leaves one behind, and :func:`remove_stale_temps` (run by
+each snakemake invocation before its first job) removes them."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+#: What marks atomic_path's temporary files (``.<name>.tmp-<random><suffix>``).
+TEMP_MARK = ".tmp-"
 
 
 @contextlib.contextmanager
@@ -22,7 +30,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARK}", suffix=suffix,
+                               dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -31,6 +40,26 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temps(root: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files of interrupted atomic writes under ``root``; returns them.
+
+    Only safe when nothing writes under ``root`` (a snakemake invocation holds the working
+    directory's lock and starts no job before its ``onstart``)."""
+    removed = []
+    base = Path(root)
+    if not base.is_dir():
+        return removed
+    for path in sorted(base.rglob(f".*{TEMP_MARK}*")):
+        if path.is_symlink() or not path.exists():
+            continue
+        if path.is_dir():  # save_ir's temporary folder
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -1,8 +1,12 @@
-"""Run one workflow job: log to the job's log file (and stderr), turn user errors into one clear
-line instead of a traceback, and exit non-zero so Snakemake removes the job's outputs."""
+"""Run one workflow job: log to the job's log file (and stderr), turn user errors (and a full
+disk) into one clear line instead of a traceback, and exit non-zero so Snakemake removes the
+job's outputs. Tracked jobs are MLflow runs (:mod:`edgeprune.reporting.tracking`) whose failures
+never fail the job."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import sys
 import time
@@ -73,32 +77,107 @@ def run_job(name: str, log_path: str | Path | None, fn: Callable[..., Any], /,
         log(f"error: {exc}")
         log.close()
         raise SystemExit(1) from None
+    except Exception as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        log(f"error: {full}")
+        log.close()
+        raise SystemExit(1) from None
     log(f"done {name} in {time.perf_counter() - log.t0:.1f}s")
     log.close()
     return result
 
 
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """A one-line message when ``exc`` (or what caused it) is a full disk or quota, else None.
+
+    Libraries wrap the OSError (Keras, h5py, TensorFlow's file writers), so the cause chain and
+    the message are both checked."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _DISK_FULL:
+            where = f" writing {seen.filename}" if seen.filename else ""
+            return f"no space left on the device{where} ({os.strerror(seen.errno)}); free " \
+                   "space and rerun: finished jobs' outputs are kept"
+        if "No space left on device" in str(seen):
+            return f"no space left on the device ({' '.join(str(seen).split())[:200]}); " \
+                   "free space and rerun: finished jobs' outputs are kept"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _tracked_job(smk: Any, name: str, log_path: str | None) -> Any:
+    """The MLflow run of Snakemake job ``smk`` (None when tracking is disabled)."""
+    from edgeprune.reporting.tracking import (
+        DAG_RUN_ENV,
+        PARENT_RUN_ENV,
+        TAG_DAG_RUN,
+        TAG_JOB_KEY,
+        TAG_PARENT,
+        TAG_ROLE,
+        JobRun,
+        Tracking,
+        git_source,
+        job_key,
+        new_dag_run,
+    )
+
+    tracking = Tracking.from_config(smk.config)
+    if tracking is None:
+        return None
+    wc = dict(smk.wildcards.items()) if hasattr(smk.wildcards, "items") else {}
+    params = dict(smk.params.items()) if hasattr(smk.params, "items") else {}
+    dag_run = os.environ.get(DAG_RUN_ENV) or new_dag_run()
+    key = job_key(smk.rule, wc, params, dag_run)
+    tags = {TAG_JOB_KEY: key, TAG_DAG_RUN: dag_run, TAG_ROLE: "job",
+            "mlflow.source.name": smk.rule, "mlflow.source.type": "JOB",
+            "edgeprune.rule": smk.rule, "edgeprune.wildcards": json.dumps(wc, sort_keys=True),
+            **git_source(getattr(smk, "scriptdir", None) or Path(__file__).parent)}
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        tags[TAG_PARENT] = parent
+    return JobRun(tracking, key=key, name=name, tags=tags, log_path=log_path)
+
+
+def _returns_record(fn: Callable[..., Any]) -> bool:
+    """Whether stage ``fn`` is declared to return a tracking RunRecord."""
+    from edgeprune.reporting.tracking import RunRecord
+
+    return getattr(fn, "__annotations__", {}).get("return") in ("RunRecord", RunRecord)
+
+
 def run_tracked(smk: Any, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
     """Adapter for ``workflow/scripts``: run stage ``fn`` for the Snakemake job ``smk``.
 
-    Passes ``config`` and ``log``; if the stage returns a tracking RunRecord and MLflow is enabled,
-    the run is logged (under the sqlite lock) before the job ends.
+    Passes ``config`` and ``log``. A stage that returns a tracking RunRecord is an MLflow run
+    (when ``mlflow.enabled``): created RUNNING when the job starts, filled in and ended when
+    the stage returns, FAILED when it raises. MLflow trouble is a one-line warning, never a
+    failed job: the run is then recorded as pending and logged by the next invocation.
     """
-    from edgeprune.reporting.tracking import RunRecord, log_run
+    from edgeprune.reporting.tracking import RunRecord
 
     wc = dict(smk.wildcards.items()) if hasattr(smk.wildcards, "items") else {}
     name = smk.rule + "".join(f"[{k}={v}]" for k, v in wc.items())
     log_path = smk.log[0] if len(smk.log) else None
 
     def stage(log: JobLog, **kw: Any) -> Any:
-        result = fn(config=smk.config, log=log, **kw)
-        ml = smk.config.get("mlflow", {})
-        if isinstance(result, RunRecord) and ml.get("enabled", True):
-            if not ml.get("log_models", True):
-                result.artifacts = [a for a in result.artifacts if a.suffix == ".json"]
-            rid = log_run(result, ml.get("db", "results/mlflow.db"),
-                          ml.get("artifacts", "results/mlartifacts"))
-            log(f"MLflow run {result.run_name} -> {rid}")
+        job = _tracked_job(smk, name, log_path) if _returns_record(fn) else None
+        if job is not None:
+            job.start(log)
+        try:
+            result = fn(config=smk.config, log=log, **kw)
+        except BaseException:
+            if job is not None:
+                job.fail(log)
+            raise
+        if job is not None and isinstance(result, RunRecord):
+            rid = job.finish(result, log)
+            if rid:
+                log(f"MLflow run {result.run_name} -> {rid}")
         return result
 
     echo = capture_stderr(log_path) if log_path else sys.stderr

@@ -2,8 +2,7 @@
 import json
 import os
 import re
-import time
-import uuid
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -12,6 +11,14 @@ from edgeprune import config as C
 from edgeprune.compression.cluster.convert import RUNTIME_FORMAT as P2_RUNTIME_FORMAT
 from edgeprune.compression.cluster.settings import paper2_settings
 from edgeprune.errors import ConfigError
+from edgeprune.fileio import remove_stale_temps
+from edgeprune.reporting.tracking import (
+    Tracking,
+    end_invocation,
+    git_source,
+    new_dag_run,
+    start_invocation,
+)
 from edgeprune.compression.prune import variant_name
 from edgeprune.stages.devices import app_settings, device_resource
 from edgeprune.stages.paper1 import CONTROL as P1_CONTROL
@@ -27,10 +34,50 @@ try:
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
-# One id for every job of this invocation: MLflow runs are tagged with it.
-os.environ.setdefault("EDGEPRUNE_DAG_RUN", time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+# One id for every job of this invocation (MLflow tag edgeprune.dag_run), made by the main
+# snakemake process and handed to every job through the environment: local jobs and SLURM jobs
+# (sbatch exports it) inherit it, executors that do not share the environment get it in the
+# job's command (`envvars:`), and a job process that re-parses this file keeps it. onstart
+# creates the invocation's parent MLflow run and passes its id the same way.
+if workflow.is_main_process or not os.environ.get("EDGEPRUNE_DAG_RUN"):
+    os.environ["EDGEPRUNE_DAG_RUN"] = new_dag_run()
+os.environ.setdefault("EDGEPRUNE_PARENT_RUN", "")
+# The conda env file (envs/edgeprune.yaml) and its post-deploy script find the project's lock
+# and package through this: Snakemake builds the env from a copy under .snakemake/conda/.
+os.environ["EDGEPRUNE_ROOT"] = workflow.basedir
+
+
+envvars:
+    "EDGEPRUNE_DAG_RUN",
+    "EDGEPRUNE_PARENT_RUN",
+    "EDGEPRUNE_ROOT",
+
+
+onstart:
+    # Before the first job: remove temporaries of writes a kill interrupted, log runs earlier
+    # invocations left pending, end their killed runs, and open this invocation's parent run.
+    remove_stale_temps(RESULTS)
+    if TRACKING is not None:
+        start_invocation(
+            TRACKING,
+            os.environ["EDGEPRUNE_DAG_RUN"],
+            sys.argv[1:],
+            git_source(workflow.basedir),
+        )
+
+
+onsuccess:
+    if TRACKING is not None:
+        end_invocation(TRACKING, os.environ["EDGEPRUNE_DAG_RUN"], "FINISHED")
+
+
+onerror:
+    if TRACKING is not None:
+        end_invocation(TRACKING, os.environ["EDGEPRUNE_DAG_RUN"], "FAILED")
+
 
 RESULTS = "results"
+TRACKING = Tracking.from_config(config)
 ARCHS = list(config["detectors"])
 THREADS = int(config["threads"])
 
@@ -63,7 +110,9 @@ def data_ready(wildcards=None):
         return [f"{RESULTS}/data/synthetic.json"]
     root = C.devkit_root(config)
     if not root.is_dir():
-        raise WorkflowError(f"config key 'data.root': VOCdevkit directory {root} does not exist")
+        raise WorkflowError(
+            f"config key 'data.root': VOCdevkit directory {root} does not exist"
+        )
     return []
 
 
@@ -108,7 +157,9 @@ except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 
 ENABLED_TARGETS = list(enabled_targets(CONFIGURED_TARGETS))
-DEVICE_OF = {name: device_resource(target) for name, target in CONFIGURED_TARGETS.items()}
+DEVICE_OF = {
+    name: device_resource(target) for name, target in CONFIGURED_TARGETS.items()
+}
 DEVICES = sorted(set(DEVICE_OF.values()))
 APP_VIDEO = APP.video or f"{RESULTS}/data/demo.avi"
 LITERT_RUNTIMES = ("litert-python", "benchmark_model")
@@ -121,8 +172,10 @@ for _device in DEVICES:
 
 def device_resources():
     """For each device resource, a function giving 1 for jobs on that device and 0 otherwise."""
-    return {dev: (lambda wildcards, dev=dev: int(DEVICE_OF[wildcards.target] == dev))
-            for dev in DEVICES}
+    return {
+        dev: (lambda wildcards, dev=dev: int(DEVICE_OF[wildcards.target] == dev))
+        for dev in DEVICES
+    }
 
 
 def target_spec(wildcards):
@@ -132,8 +185,13 @@ def target_spec(wildcards):
 
 
 def timing_threads(wildcards):
-    """All cores for a job timed on this machine; one for a remote device (the host waits)."""
-    return workflow.cores if CONFIGURED_TARGETS[wildcards.target].transport == "local" else 1
+    """All cores for a job timed on this machine; one for a remote device (the host waits).
+    Submitted to a cluster without --cores (profiles/slurm) there is no core count here: the
+    job asks SLURM for a whole node (--exclusive) and, on the node, takes all of its cores.
+    """
+    if CONFIGURED_TARGETS[wildcards.target].transport != "local":
+        return 1
+    return 1 if workflow.resource_settings.cores is None else workflow.cores
 
 
 def timing_model(wildcards):
@@ -146,14 +204,25 @@ def timing_model(wildcards):
 
 def tflite_targets():
     """Enabled targets whose runtime times .tflite files (Table 2's FPS columns)."""
-    return [t for t in ENABLED_TARGETS if CONFIGURED_TARGETS[t].runtime in LITERT_RUNTIMES]
+    return [
+        t for t in ENABLED_TARGETS if CONFIGURED_TARGETS[t].runtime in LITERT_RUNTIMES
+    ]
 
 
 def app_results(archs, variants, dtypes, targets=None):
     """Application-FPS JSONs; adb targets are left out (no Python on the device)."""
-    names = [t for t in (ENABLED_TARGETS if targets is None else targets) if CONFIGURED_TARGETS[t].transport != "adb"]
-    return expand(f"{RESULTS}/app/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
-                  target=names, arch=archs, variant=variants, dtype=dtypes)
+    names = [
+        t
+        for t in (ENABLED_TARGETS if targets is None else targets)
+        if CONFIGURED_TARGETS[t].transport != "adb"
+    ]
+    return expand(
+        f"{RESULTS}/app/{{target}}/{{arch}}/{{variant}}_{{dtype}}.json",
+        target=names,
+        arch=archs,
+        variant=variants,
+        dtype=dtypes,
+    )
 
 
 TIMING_CONSTRAINTS = {
@@ -184,13 +253,19 @@ def table2_timing_models(wildcards):
     """Table 2's converted models, timed together on one target by latency_compare; .tflite
     for LiteRT runtimes, OpenVINO IR otherwise."""
     litert = CONFIGURED_TARGETS[wildcards.target].runtime in LITERT_RUNTIMES
-    root, ext = (f"{RESULTS}/tflite", "tflite") if litert else (f"{RESULTS}/openvino", "xml")
-    return [f"{root}/{wildcards.arch}/{v}_{d}.{ext}" for v in P1_QUANT for d in P1_DTYPES]
+    root, ext = (
+        (f"{RESULTS}/tflite", "tflite") if litert else (f"{RESULTS}/openvino", "xml")
+    )
+    return [
+        f"{root}/{wildcards.arch}/{v}_{d}.{ext}" for v in P1_QUANT for d in P1_DTYPES
+    ]
 
 
 def table2_latency_inputs(wildcards=None):
     """One interleaved comparison JSON per enabled TFLite-capable target."""
-    return expand(f"{RESULTS}/latency/{{target}}/{P1_ARCH}/table2.json", target=tflite_targets())
+    return expand(
+        f"{RESULTS}/latency/{{target}}/{P1_ARCH}/table2.json", target=tflite_targets()
+    )
 
 
 def table2_app_inputs(wildcards=None):
@@ -206,7 +281,8 @@ try:
 except ConfigError as _exc:
     raise WorkflowError(str(_exc)) from None
 
-P2_ROOT = f"{RESULTS}/paper2"
+# The torch backend's results live beside the Keras ones, under results/paper2/torch/.
+P2_ROOT = f"{RESULTS}/paper2/torch" if P2.backend == "torch" else f"{RESULTS}/paper2"
 P2_FIGS = f"{P2_ROOT}/figures"
 P2_TARGETS = list(P2.targets)
 P2_METHODS = ["filter", "cluster"]
@@ -219,8 +295,6 @@ def p2_params(*keys):
     return config_params(*(f"paper2.{key}" for key in keys))
 
 
-
-
 def p2_sweep_csvs(wildcards):
     return [
         f"{P2_ROOT}/sweeps/{wildcards.arch}/{layer}/{target}.csv"
@@ -231,3 +305,46 @@ def p2_sweep_csvs(wildcards):
 
 def p2_figure_files(name):
     return [str(p) for p in figure_paths(P2_FIGS, name)]
+
+
+def p2_report_figure(name, caption, figure, arch="{arch}"):
+    """PNG (in `snakemake --report`, with its caption) and PDF of one paper 2 figure."""
+    png, pdf = p2_figure_files(name)
+    labels = {"figure": figure, "architecture": arch}
+    shown = report(
+        png, caption=f"../report/{caption}", category="Paper 2", labels=labels
+    )
+    return [shown, pdf]
+
+
+def p2_table(path, caption):
+    """A paper 2 table or text in `snakemake --report`, with its caption."""
+    return report(path, caption=f"../report/{caption}", category="Paper 2 tables")
+
+
+# ----------------------------------------------------------------------------- deployment chooser
+# pareto.smk: every variant timed on a target, with the Pareto front marked.
+
+
+PARETO_TARGETS = [
+    t for t in ENABLED_TARGETS if t in tflite_targets() or t in P2_TARGETS
+]
+
+
+def pareto_inputs(wildcards):
+    """Table 2 when paper 1 times on the target; paper 2's whole-model timings when it does."""
+    inputs = {}
+    if wildcards.target in tflite_targets():
+        inputs["table2"] = f"{RESULTS}/table2.csv"
+    if wildcards.target in P2_TARGETS:
+        inputs["whole"] = expand(
+            f"{P2_ROOT}/whole/{{arch}}/{wildcards.target}.csv", arch=P2.archs
+        )
+    return inputs
+
+
+def pareto_format(wildcards):
+    """The file format paper 2 times on the target (its size estimate uses it)."""
+    if wildcards.target not in P2_TARGETS:
+        return ""
+    return P2_RUNTIME_FORMAT[P2.targets[wildcards.target].runtime]

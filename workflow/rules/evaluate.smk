@@ -2,17 +2,15 @@
 
 
 rule evaluate:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=artifact_file,
         spec=spec_file,
     output:
         json=f"{RESULTS}/eval/{{arch}}/{{variant}}/{{runtime}}.json",
-        detections=directory(f"{RESULTS}/eval/{{arch}}/{{variant}}/{{runtime}}_detections"),
-    params:
-        settings=config_params("data.test_sets", "postprocess", "evaluation"),
+        detections=directory(
+            f"{RESULTS}/eval/{{arch}}/{{variant}}/{{runtime}}_detections"
+        ),
     log:
         f"{RESULTS}/logs/eval/{{arch}}/{{variant}}_{{runtime}}.log",
     benchmark:
@@ -20,20 +18,28 @@ rule evaluate:
     wildcard_constraints:
         variant="[A-Za-z0-9]+",
         runtime="keras|tflite-[a-z0-9]+|openvino-[a-z0-9]+",
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: THREADS
+    params:
+        settings=config_params("data.test_sets", "postprocess", "evaluation"),
     script:
         "../scripts/evaluate.py"
 
 
 rule base_summary:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         train=expand(f"{RESULTS}/models/{{arch}}/base.train.json", arch=ARCHS),
         evals=expand(f"{RESULTS}/eval/{{arch}}/base/keras.json", arch=ARCHS),
     output:
-        f"{RESULTS}/base_detectors.csv",
+        report(
+            f"{RESULTS}/base_detectors.csv",
+            category="Base detectors",
+            caption="../report/base_detectors.rst",
+        ),
     log:
         f"{RESULTS}/logs/report/base_summary.log",
+    conda:
+        "../../envs/edgeprune.yaml"
     script:
         "../scripts/base_summary.py"

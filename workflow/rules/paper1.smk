@@ -3,8 +3,6 @@
 
 
 rule prune:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/base.keras",
@@ -13,30 +11,30 @@ rule prune:
         model=f"{RESULTS}/models/{{arch}}/{{variant}}.keras",
         spec=f"{RESULTS}/models/{{arch}}/{{variant}}.spec.json",
         metrics=f"{RESULTS}/models/{{arch}}/{{variant}}.prune.json",
-    params:
-        settings=config_params("seed", "train", "paper1.prune"),
     log:
         f"{RESULTS}/logs/prune/{{arch}}/{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prune/{{arch}}/{{variant}}.tsv"
     wildcard_constraints:
         variant=f"prune[0-9p]+|{P1_CONTROL}",
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: THREADS
+    resources:
+        gpu=TRAIN_GPUS,
+    params:
+        settings=config_params("seed", "train", "paper1.prune"),
     script:
         "../scripts/prune.py"
 
 
 rule convert_tflite:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/{{variant}}.keras",
         spec=f"{RESULTS}/models/{{arch}}/{{variant}}.spec.json",
     output:
         f"{RESULTS}/tflite/{{arch}}/{{variant}}_{{dtype}}.tflite",
-    params:
-        settings=config_params("paper1.representative_images"),
     log:
         f"{RESULTS}/logs/convert/{{arch}}/{{variant}}_{{dtype}}.log",
     benchmark:
@@ -44,14 +42,16 @@ rule convert_tflite:
     wildcard_constraints:
         variant="[A-Za-z0-9]+",
         dtype="float32|float16|int8|sparse",
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: THREADS
+    params:
+        settings=config_params("paper1.representative_images"),
     script:
         "../scripts/convert_tflite.py"
 
 
 rule table1:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         models=[f"{RESULTS}/models/{P1_ARCH}/{v}.keras" for v in P1_ROWS],
@@ -59,11 +59,15 @@ rule table1:
         evals=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras.json" for v in P1_ROWS],
         detections=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras_detections" for v in P1_ROWS],
     output:
-        report(f"{RESULTS}/table1.csv", category="Paper 1", caption="../report/table1.rst"),
+        report(
+            f"{RESULTS}/table1.csv", category="Paper 1", caption="../report/table1.rst"
+        ),
     log:
         f"{RESULTS}/logs/report/table1.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/table1.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
     params:
         variants=list(P1_ROWS),
         sparsities=list(P1_ROWS.values()),
@@ -73,24 +77,32 @@ rule table1:
 
 
 rule table2:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         keras_evals=[f"{RESULTS}/eval/{P1_ARCH}/{v}/keras.json" for v in P1_QUANT],
         models=[f"{RESULTS}/models/{P1_ARCH}/{v}.keras" for v in P1_QUANT],
-        tflite=[f"{RESULTS}/tflite/{P1_ARCH}/{v}_{d}.tflite" for v in P1_QUANT for d in P1_DTYPES],
+        tflite=[
+            f"{RESULTS}/tflite/{P1_ARCH}/{v}_{d}.tflite"
+            for v in P1_QUANT
+            for d in P1_DTYPES
+        ],
         tflite_evals=[
-            f"{RESULTS}/eval/{P1_ARCH}/{v}/tflite-{d}.json" for v in P1_QUANT for d in P1_DTYPES
+            f"{RESULTS}/eval/{P1_ARCH}/{v}/tflite-{d}.json"
+            for v in P1_QUANT
+            for d in P1_DTYPES
         ],
         latency=table2_latency_inputs,
         app=table2_app_inputs,
     output:
-        report(f"{RESULTS}/table2.csv", category="Paper 1", caption="../report/table2.rst"),
+        report(
+            f"{RESULTS}/table2.csv", category="Paper 1", caption="../report/table2.rst"
+        ),
     log:
         f"{RESULTS}/logs/report/table2.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/table2.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
     params:
         variants=P1_QUANT,
         dtypes=P1_DTYPES,
@@ -100,19 +112,27 @@ rule table2:
 
 
 rule figures_paper1:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         table1=f"{RESULTS}/table1.csv",
         table2=f"{RESULTS}/table2.csv",
     output:
-        fig8_png=report(f"{RESULTS}/figures/fig8_sparsity.png", category="Paper 1"),
+        fig8_png=report(
+            f"{RESULTS}/figures/fig8_sparsity.png",
+            category="Paper 1",
+            caption="../report/fig8.rst",
+        ),
         fig8_pdf=f"{RESULTS}/figures/fig8_sparsity.pdf",
-        fig9_png=report(f"{RESULTS}/figures/fig9_size_fps.png", category="Paper 1"),
+        fig9_png=report(
+            f"{RESULTS}/figures/fig9_size_fps.png",
+            category="Paper 1",
+            caption="../report/fig9.rst",
+        ),
         fig9_pdf=f"{RESULTS}/figures/fig9_size_fps.pdf",
     log:
         f"{RESULTS}/logs/report/figures_paper1.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/figures_paper1.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
     script:
         "../scripts/figures_paper1.py"

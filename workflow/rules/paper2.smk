@@ -9,8 +9,6 @@
 
 
 rule p2_sweep_build:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/base.keras",
@@ -18,33 +16,31 @@ rule p2_sweep_build:
     output:
         models=temp(directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/models")),
         points=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/points.json",
-    params:
-        settings=p2_params("accuracy", "eval_images", "targets"),
-        sweep=p2_params("sweep.step", "sweep.min_filters", "sweep.max_removed",
-                        "sweep.isolated"),
     log:
         f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_build.log",
     benchmark:
         f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}/{{layer}}_build.tsv"
     wildcard_constraints:
         layer=P2_LAYER_RE,
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: THREADS
+    params:
+        settings=p2_params("backend", "accuracy", "eval_images", "targets"),
+        sweep=p2_params(
+            "sweep.step", "sweep.min_filters", "sweep.max_removed", "sweep.isolated"
+        ),
     script:
         "../scripts/paper2_sweep_build.py"
 
 
 rule p2_sweep_time:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         points=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/points.json",
         models=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/models",
     output:
         csv=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/{{target}}.csv",
         raw=directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/raw_{{target}}"),
-    params:
-        timing=p2_params("sweep.timing"),
-        target=target_spec,
     log:
         f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_{{target}}.log",
     benchmark:
@@ -52,52 +48,57 @@ rule p2_sweep_time:
     wildcard_constraints:
         layer=P2_LAYER_RE,
         target=P2_TARGET_RE,
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: timing_threads
     resources:
         **device_resources(),
+    params:
+        timing=p2_params("sweep.timing"),
+        target=target_spec,
     script:
         "../scripts/paper2_sweep_time.py"
 
 
 rule p2_sweep_figures:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         p2_sweep_csvs,
     output:
-        latency=p2_figure_files("fig5_sweep_latency_{arch}"),
-        accuracy=p2_figure_files("fig8_sweep_map_{arch}"),
+        latency=p2_report_figure("fig5_sweep_latency_{arch}", "p2_fig5.rst", "Fig. 5"),
+        accuracy=p2_report_figure("fig8_sweep_map_{arch}", "p2_fig8.rst", "Fig. 8"),
     log:
         f"{RESULTS}/logs/paper2/sweep/{{arch}}_figures.log",
     benchmark:
         f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}_figures.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: 1
     script:
         "../scripts/paper2_sweep_figures.py"
 
 
 rule p2_cluster_size:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         p2_sweep_csvs,
     output:
         json=f"{P2_ROOT}/cluster_size/{{arch}}.json",
-        figures=p2_figure_files("period_evidence_{arch}"),
-    params:
-        settings=p2_params("period", "cluster", "whole"),
+        figures=p2_report_figure(
+            "period_evidence_{arch}", "p2_period_evidence.rst", "period evidence"
+        ),
     log:
         f"{RESULTS}/logs/paper2/cluster_size/{{arch}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/paper2/cluster_size/{{arch}}.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: 1
+    params:
+        settings=p2_params("period", "cluster", "whole"),
     script:
         "../scripts/paper2_cluster_size.py"
 
 
 rule p2_whole_build:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
         model=f"{RESULTS}/models/{{arch}}/base.keras",
@@ -106,78 +107,94 @@ rule p2_whole_build:
     output:
         models=temp(directory(f"{P2_ROOT}/whole/{{arch}}/models_{{method}}")),
         json=f"{P2_ROOT}/whole/{{arch}}/{{method}}.json",
-    params:
-        settings=p2_params("whole", "accuracy", "eval_images", "targets"),
     log:
         f"{RESULTS}/logs/paper2/whole/{{arch}}/{{method}}_build.log",
     benchmark:
         f"{RESULTS}/benchmarks/paper2/whole/{{arch}}/{{method}}_build.tsv"
     wildcard_constraints:
         method="filter|cluster",
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: THREADS
+    resources:
+        gpu=TRAIN_GPUS,
+    params:
+        settings=p2_params("backend", "whole", "accuracy", "eval_images", "targets"),
     script:
         "../scripts/paper2_whole_build.py"
 
 
 rule p2_whole_time:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
-        builds=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/{{method}}.json", method=P2_METHODS),
-        models=expand(f"{P2_ROOT}/whole/{{{{arch}}}}/models_{{method}}", method=P2_METHODS),
+        builds=expand(
+            f"{P2_ROOT}/whole/{{{{arch}}}}/{{method}}.json", method=P2_METHODS
+        ),
+        models=expand(
+            f"{P2_ROOT}/whole/{{{{arch}}}}/models_{{method}}", method=P2_METHODS
+        ),
         spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
         video=APP_VIDEO,
     output:
         csv=f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv",
         raw=directory(f"{P2_ROOT}/whole/{{arch}}/raw_{{target}}"),
-    params:
-        timing=p2_params("whole.timing"),
-        app=p2_params("app_fps", "tables"),
-        target=target_spec,
     log:
         f"{RESULTS}/logs/paper2/whole/{{arch}}/{{target}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/paper2/whole/{{arch}}/{{target}}.tsv"
     wildcard_constraints:
         target=P2_TARGET_RE,
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: timing_threads
     resources:
         **device_resources(),
+    params:
+        timing=p2_params("whole.timing"),
+        app=p2_params("app_fps", "tables"),
+        target=target_spec,
     script:
         "../scripts/paper2_whole_time.py"
 
 
 rule p2_report:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         sizes=expand(f"{P2_ROOT}/cluster_size/{{arch}}.json", arch=P2.archs),
-        builds=expand(f"{P2_ROOT}/whole/{{arch}}/{{method}}.json", arch=P2.archs,
-                      method=P2_METHODS),
-        whole=expand(f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv", arch=P2.archs,
-                     target=P2_TARGETS),
+        builds=expand(
+            f"{P2_ROOT}/whole/{{arch}}/{{method}}.json",
+            arch=P2.archs,
+            method=P2_METHODS,
+        ),
+        whole=expand(
+            f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv",
+            arch=P2.archs,
+            target=P2_TARGETS,
+        ),
     output:
-        table1=f"{P2_ROOT}/table1.csv",
-        table2=f"{P2_ROOT}/table2.csv",
-        table3=f"{P2_ROOT}/table3.csv",
-        periods=f"{P2_ROOT}/periods.csv",
-        summary=f"{P2_ROOT}/summary.md",
-        figures=[f for names in report_figures(P2.archs).values() for n in names
-                 for f in p2_figure_files(n)],
-    params:
-        settings=p2_params("tables", "targets"),
+        table1=p2_table(f"{P2_ROOT}/table1.csv", "p2_table1.rst"),
+        table2=p2_table(f"{P2_ROOT}/table2.csv", "p2_table2.rst"),
+        table3=p2_table(f"{P2_ROOT}/table3.csv", "p2_table3.rst"),
+        periods=p2_table(f"{P2_ROOT}/periods.csv", "p2_periods.rst"),
+        summary=p2_table(f"{P2_ROOT}/summary.md", "p2_summary.rst"),
+        figures=[
+            f
+            for arch, (fig10, fig12) in report_figures(P2.archs).items()
+            for f in p2_report_figure(fig10, "p2_fig10.rst", "Fig. 10", arch)
+            + p2_report_figure(fig12, "p2_fig12.rst", "Fig. 12", arch)
+        ],
     log:
         f"{RESULTS}/logs/paper2/report.log",
     benchmark:
         f"{RESULTS}/benchmarks/paper2/report.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: 1
+    params:
+        settings=p2_params("tables", "targets"),
     script:
         "../scripts/paper2_report.py"
 
 
 rule openvino_ir:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         model=f"{RESULTS}/models/{{arch}}/{{variant}}.keras",
     output:
@@ -190,36 +207,41 @@ rule openvino_ir:
     wildcard_constraints:
         variant="[A-Za-z0-9]+",
         precision="fp32|fp16",
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: THREADS
     script:
         "../scripts/paper2_openvino_ir.py"
 
 
 rule p2_openvino_accuracy:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         data_ready,
-        evals=expand(f"{RESULTS}/eval/{{arch}}/base/{{runtime}}.json", arch=P2.archs,
-                     runtime=["keras", "openvino-fp32", "openvino-fp16"]),
+        evals=expand(
+            f"{RESULTS}/eval/{{arch}}/base/{{runtime}}.json",
+            arch=P2.archs,
+            runtime=["keras", "openvino-fp32", "openvino-fp16"],
+        ),
     output:
-        f"{P2_ROOT}/openvino_accuracy.csv",
-    params:
-        settings=config_params("seed", "data.test_sets", "evaluation"),
+        p2_table(f"{P2_ROOT}/openvino_accuracy.csv", "p2_openvino_accuracy.rst"),
     log:
         f"{RESULTS}/logs/paper2/openvino_accuracy.log",
     benchmark:
         f"{RESULTS}/benchmarks/paper2/openvino_accuracy.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
     threads: 1
+    params:
+        settings=config_params("seed", "data.test_sets", "evaluation"),
     script:
         "../scripts/paper2_openvino_accuracy.py"
 
 
 rule paper2:
-    conda:
-        "../../envs/edgeprune.yaml"
     input:
         rules.p2_report.output,
         expand(p2_figure_files("fig5_sweep_latency_{arch}"), arch=P2.archs),
         expand(p2_figure_files("fig8_sweep_map_{arch}"), arch=P2.archs),
         f"{P2_ROOT}/openvino_accuracy.csv",
+    conda:
+        "../../envs/edgeprune.yaml"

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeprune.errors import DataError
+from edgeprune.fileio import TEMP_MARK
 
 __all__ = [
     "FrozenDetector", "FrozenGraph", "convert_to_ir", "freeze_checked", "freeze_detector",
@@ -187,7 +188,7 @@ def save_ir(model: Any, xml_path: str | os.PathLike[str], fp16: bool) -> Path:
 
     xml, weights = ir_files(xml_path)
     xml.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{xml.stem}.", dir=xml.parent))
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{xml.stem}{TEMP_MARK}", dir=xml.parent))
     try:
         tmp_xml = tmp_dir / xml.name
         ov.save_model(model, str(tmp_xml), compress_to_fp16=bool(fp16))

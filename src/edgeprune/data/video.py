@@ -1,37 +1,33 @@
-"""Motion-JPEG AVI files without a video library, and the demo clip for application FPS.
+"""Video clips for application FPS: read and write them with PyAV, ship them as JPEG archives.
 
-An MJPEG AVI is a RIFF file whose video frames are plain JPEG images, one ``00dc`` chunk each::
+Clips are read and written through PyAV (FFmpeg's demuxers and muxers), so any container and
+codec FFmpeg knows is accepted. The application loop wants what a camera pipeline gets: one
+compressed image per frame, decoded by the application itself, so that decoding can be timed as
+its own stage. A Motion-JPEG stream already is that -- every packet is a plain JPEG image -- and
+its packets are handed over untouched. Any other codec (H.264 from a phone, ...) is decoded once
+and re-encoded as JPEG before anything is timed (:func:`jpeg_clip`).
 
-    RIFF 'AVI '
-      LIST 'hdrl'
-        'avih'  main header (frame period, frame count, size)
-        LIST 'strl'
-          'strh'  stream header: type 'vids', handler 'MJPG', rate/scale = frames per second
-          'strf'  BITMAPINFOHEADER: width, height, compression 'MJPG'
-      LIST 'movi'
-        '00dc'  JPEG bytes of frame 0, 1, ... (each chunk padded to an even length)
-      'idx1'  one 16-byte entry per frame: id, key-frame flag, offset from 'movi', length
+The demo clip is Motion-JPEG in an AVI written by FFmpeg's muxer from JPEG images that Pillow
+encodes (bit-exact mode, so the same arguments give the same bytes).
 
-Every frame is therefore decodable on its own with Pillow, which is exactly the per-frame work an
-application does, and the reader needs nothing but :mod:`struct`. The reader also accepts files
-written by ffmpeg (``JUNK`` padding, OpenDML ``odml``/``indx``/``AVIX`` extensions, ``LIST 'rec '``
-groups, empty chunks for dropped frames). Camera MJPEG frames that omit the Huffman tables decode
-as they are: Pillow's libjpeg-turbo falls back to the standard tables. Other containers are read
-through OpenCV when ``cv2`` happens to be installed; otherwise the error says how to convert
-them.
+SSH boards get no video container at all: :func:`write_frame_archive` stores the frames as an
+uncompressed tar of JPEG files plus a ``clip.json`` (frame rate, size, count), which the board's
+``remote_app.py`` reads with the standard library's ``tarfile``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
+import itertools
+import json
 import math
-import struct
+import tarfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,34 +36,24 @@ from edgeprune.errors import DataError
 from edgeprune.fileio import atomic_path
 
 __all__ = [
-    "CONVERT_HINT",
-    "NotMjpegAviError",
+    "ARCHIVE_INDEX",
     "VideoInfo",
-    "convert_to_mjpeg_avi",
     "encode_jpeg",
+    "jpeg_clip",
     "make_demo_video",
     "open_video",
-    "probe_mjpeg_avi",
-    "read_mjpeg_avi",
-    "write_mjpeg_avi",
+    "probe_video",
+    "write_frame_archive",
+    "write_video",
 ]
 
-CONVERT_HINT = "convert it with: ffmpeg -i in.mp4 -c:v mjpeg -q:v 3 -an out.avi"
-#: biCompression / stream handler codes whose frames are baseline JPEG images.
-MJPEG_CODECS = frozenset({"MJPG", "JPEG", "AVRN", "DMB1"})
-
-_AVIF_HASINDEX = 0x10
-_AVIIF_KEYFRAME = 0x10
-_AVIH = struct.Struct("<14I")
-_STRH = struct.Struct("<4s4sIHHIIIIIIiI4h")
-_STRF = struct.Struct("<IiiHH4sIiiII")
-_IDX1_ENTRY = struct.Struct("<4sIII")
-_CHUNK = struct.Struct("<4sI")
+#: Member of a frame archive that describes the clip; frames follow as ``frames/NNNNNN.jpg``.
+ARCHIVE_INDEX = "clip.json"
+#: Codec name (FFmpeg's) of streams whose packets are JPEG images.
+MJPEG = "mjpeg"
+#: Output container (FFmpeg muxer) by file suffix for :func:`write_video`.
+MUXERS = {".avi": "avi", ".mkv": "matroska", ".mov": "mov"}
 _SOI = b"\xff\xd8"
-
-
-class NotMjpegAviError(DataError):
-    """The file is not a Motion-JPEG AVI (another container, or AVI with another codec)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +66,7 @@ class VideoInfo:
     width: int
     height: int
     codec: str
-    container: str = "avi"
+    container: str
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -89,7 +75,7 @@ class VideoInfo:
                 "container": self.container}
 
 
-# --------------------------------------------------------------------------- JPEG helpers
+# --------------------------------------------------------------------------- JPEG frames
 
 
 def encode_jpeg(image: np.ndarray | Image.Image, quality: int = 90) -> bytes:
@@ -107,7 +93,7 @@ def encode_jpeg(image: np.ndarray | Image.Image, quality: int = 90) -> bytes:
 
 
 def _jpeg_size(data: bytes, where: str) -> tuple[int, int]:
-    """(width, height) of JPEG bytes, read from the header only."""
+    """(width, height) of JPEG bytes, from the header only."""
     if not data.startswith(_SOI):
         raise ValueError(f"{where}: not JPEG data (no FFD8 start-of-image marker)")
     try:
@@ -117,306 +103,187 @@ def _jpeg_size(data: bytes, where: str) -> tuple[int, int]:
         raise ValueError(f"{where}: unreadable JPEG header ({exc})") from None
 
 
-# --------------------------------------------------------------------------- writer
+def _jpeg_frames(frames: Iterable[bytes | np.ndarray], quality: int, where: Path
+                 ) -> Iterator[tuple[bytes, tuple[int, int]]]:
+    """(JPEG bytes, (width, height)) of each frame; all frames must have the first one's size."""
+    size: tuple[int, int] | None = None
+    for i, frame in enumerate(frames):
+        data = (bytes(frame) if isinstance(frame, bytes | bytearray | memoryview)
+                else encode_jpeg(frame, quality))
+        frame_size = _jpeg_size(data, f"{where} frame {i}")
+        if size is None:
+            size = frame_size
+        elif frame_size != size:
+            raise ValueError(f"{where}: frame {i} is {frame_size[0]}x{frame_size[1]}, frame 0 is "
+                             f"{size[0]}x{size[1]}; all frames need one size")
+        yield data, frame_size
 
 
-def _rate(fps: float) -> tuple[int, int]:
-    """(rate, scale) with rate / scale == fps, e.g. 29.97 -> (30000, 1001)."""
+def _rate(fps: float) -> Fraction:
+    """The frame rate as a fraction, e.g. 29.97 -> 30000/1001."""
     if not (isinstance(fps, int | float) and math.isfinite(fps) and 0 < fps <= 1000):
         raise ValueError(f"fps must be a number in (0, 1000], got {fps!r}")
-    frac = Fraction(fps).limit_denominator(1001)
-    return frac.numerator, frac.denominator
+    return Fraction(fps).limit_denominator(1001)
 
 
-def _chunk(fourcc: bytes, payload: bytes) -> bytes:
-    return _CHUNK.pack(fourcc, len(payload)) + payload + b"\0" * (len(payload) & 1)
+# --------------------------------------------------------------------------- writing
 
 
-def _list(kind: bytes, payload: bytes) -> bytes:
-    return _CHUNK.pack(b"LIST", 4 + len(payload)) + kind + payload
+def write_video(path: str | Path, frames: Iterable[bytes | np.ndarray], fps: float,
+                quality: int = 90) -> VideoInfo:
+    """Write ``frames`` (JPEG bytes, or uint8 RGB arrays encoded at ``quality``) as a
+    Motion-JPEG clip; the container follows the suffix (``.avi``, ``.mkv`` or ``.mov``).
 
-
-def _header(width: int, height: int, rate: int, scale: int, frames: int, max_chunk: int,
-            movi_size: int, file_size: int) -> bytes:
-    """RIFF header, hdrl list and the movi list header (fixed length for any values)."""
-    usec = round(1e6 * scale / rate)
-    avih = _AVIH.pack(usec, math.ceil(max_chunk * rate / scale), 0, _AVIF_HASINDEX, frames, 0, 1,
-                      max_chunk, width, height, 0, 0, 0, 0)
-    strh = _STRH.pack(b"vids", b"MJPG", 0, 0, 0, 0, scale, rate, 0, frames, max_chunk, -1, 0,
-                      0, 0, min(width, 32767), min(height, 32767))
-    strf = _STRF.pack(40, width, height, 1, 24, b"MJPG", width * height * 3, 0, 0, 0, 0)
-    hdrl = _list(b"hdrl", _chunk(b"avih", avih) + _list(b"strl", _chunk(b"strh", strh)
-                                                       + _chunk(b"strf", strf)))
-    riff = _CHUNK.pack(b"RIFF", max(file_size - 8, 0)) + b"AVI "
-    return riff + hdrl + _CHUNK.pack(b"LIST", movi_size) + b"movi"
-
-
-def _frame_bytes(frame: bytes | np.ndarray, quality: int) -> bytes:
-    if isinstance(frame, bytes | bytearray | memoryview):
-        return bytes(frame)
-    return encode_jpeg(frame, quality)
-
-
-def write_mjpeg_avi(path: str | Path, frames: Iterable[bytes | np.ndarray], fps: float,
-                    quality: int = 90) -> VideoInfo:
-    """Write ``frames`` (JPEG bytes, or uint8 RGB arrays encoded at ``quality``) as an MJPEG AVI.
-
-    Frames are streamed to disk; all must have the size of the first. The file appears at
-    ``path`` only when complete. Returns what :func:`probe_mjpeg_avi` would report.
+    The JPEG bytes go into the file as they are (one packet per frame, no re-encoding), in
+    FFmpeg's bit-exact mode, so equal inputs give equal files. The file appears at ``path`` only
+    when complete. Returns what :func:`probe_video` reports for it.
     """
-    rate, scale = _rate(fps)
+    import av
+
     path = Path(path)
-    index: list[tuple[int, int]] = []  # (offset from 'movi', length)
-    size: tuple[int, int] | None = None
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        header_len = len(_header(1, 1, rate, scale, 0, 0, 0, 0))
-        fh.write(b"\0" * header_len)
-        offset = 4  # first chunk follows the 'movi' list type
-        for i, frame in enumerate(frames):
-            data = _frame_bytes(frame, quality)
-            frame_size = _jpeg_size(data, f"{path} frame {i}")
-            if size is None:
-                size = frame_size
-            elif frame_size != size:
-                raise ValueError(f"{path}: frame {i} is {frame_size[0]}x{frame_size[1]}, "
-                                 f"frame 0 is {size[0]}x{size[1]}; all frames need one size")
-            fh.write(_chunk(b"00dc", data))
-            index.append((offset, len(data)))
-            offset += 8 + len(data) + (len(data) & 1)
-        if size is None:
-            raise ValueError(f"{path}: no frames to write")
-        idx1 = b"".join(_IDX1_ENTRY.pack(b"00dc", _AVIIF_KEYFRAME, off, n) for off, n in index)
-        fh.write(_chunk(b"idx1", idx1))
-        file_size = fh.tell()
-        fh.seek(0)
-        fh.write(_header(size[0], size[1], rate, scale, len(index),
-                         max(n for _, n in index), offset, file_size))
-    return VideoInfo(path, len(index), rate / scale, size[0], size[1], "MJPG")
+    muxer = MUXERS.get(path.suffix.lower())
+    if muxer is None:
+        raise ValueError(f"{path}: unknown video suffix; use one of {sorted(MUXERS)}")
+    rate = _rate(fps)
+    count = 0
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format=muxer, options={"fflags": "+bitexact"}) as out:
+            stream = None
+            for count, (data, (width, height)) in enumerate(_jpeg_frames(frames, quality, path),
+                                                            start=1):
+                if stream is None:
+                    stream = out.add_mux_stream(MJPEG, rate=rate, width=width, height=height)
+                    stream.time_base = 1 / rate
+                packet = av.Packet(data)
+                packet.stream = stream
+                packet.pts = packet.dts = count - 1
+                packet.time_base = stream.time_base
+                packet.is_keyframe = True
+                out.mux(packet)
+            if stream is None:
+                raise ValueError(f"{path}: no frames to write")
+    return probe_video(path)
 
 
-# --------------------------------------------------------------------------- reader
+# --------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """Where the frames of an MJPEG AVI are."""
+@contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """The clip opened by PyAV; a missing or unreadable file is a one-line DataError."""
+    import av
 
-    info: VideoInfo
-    chunk_ids: tuple[bytes, ...]
-    movi: tuple[tuple[int, int], ...]  # (start, end) of each movi list's payload
-
-
-def _not_avi(path: Path, head: bytes) -> NotMjpegAviError:
-    kinds = ((b"ftyp", 4, "an MP4/QuickTime file"), (b"\x1aE\xdf\xa3", 0, "a Matroska/WebM file"),
-             (b"OggS", 0, "an Ogg file"), (b"RIFF", 0, "a RIFF file but not AVI"))
-    what = next((name for magic, at, name in kinds if head[at:at + len(magic)] == magic),
-                "not an AVI file")
-    return NotMjpegAviError(f"{path}: {what}; expected a Motion-JPEG AVI; {CONVERT_HINT}")
-
-
-def _chunks(fh: BinaryIO, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(fourcc, payload offset, payload size) of the chunks between ``start`` and ``end``.
-
-    A file cut short (an interrupted recording) keeps its complete frames: a RIFF or LIST that
-    runs past ``end`` is read up to ``end``, and a cut-off data chunk ends the walk.
-    """
-    pos = start
-    while pos + 8 <= end:
-        fh.seek(pos)
-        fourcc, size = _CHUNK.unpack(fh.read(8))
-        if pos + 8 + size > end:
-            if fourcc in (b"RIFF", b"LIST"):
-                yield fourcc, pos + 8, end - pos - 8
-            return
-        yield fourcc, pos + 8, size
-        pos += 8 + size + (size & 1)
-
-
-def _list_type(fh: BinaryIO, offset: int) -> bytes:
-    fh.seek(offset)
-    return fh.read(4)
-
-
-def _fourcc(raw: bytes) -> str:
-    return raw.decode("latin-1").strip("\0 ").upper()
-
-
-def _read_struct(fh: BinaryIO, offset: int, size: int, layout: struct.Struct) -> tuple:
-    """Unpack a header, zero-padding one that an old writer stored shorter."""
-    fh.seek(offset)
-    return layout.unpack(fh.read(min(size, layout.size)).ljust(layout.size, b"\0"))
-
-
-def _video_stream(fh: BinaryIO, hdrl: tuple[int, int], path: Path
-                  ) -> tuple[int, float, int, int, str]:
-    """(stream index, fps, width, height, codec) of the first video stream."""
-    usec_per_frame, stream = 0, 0
-    for fourcc, off, size in _chunks(fh, *hdrl):
-        if fourcc == b"avih":
-            usec_per_frame = _read_struct(fh, off, size, _AVIH)[0]
-        if fourcc != b"LIST" or _list_type(fh, off) != b"strl":
-            continue
-        headers = {cc: (o, n) for cc, o, n in _chunks(fh, off + 4, off + size)}
-        if b"strh" not in headers or headers[b"strh"][1] < 48:
-            raise DataError(f"{path}: stream {stream} has no valid 'strh' header")
-        strh = _read_struct(fh, *headers[b"strh"], _STRH)
-        if strh[0] == b"vids":
-            if b"strf" not in headers or headers[b"strf"][1] < _STRF.size:
-                raise DataError(f"{path}: video stream {stream} has no BITMAPINFOHEADER")
-            strf = _read_struct(fh, *headers[b"strf"], _STRF)
-            scale, rate = strh[6], strh[7]
-            fps = rate / scale if rate and scale else (
-                1e6 / usec_per_frame if usec_per_frame else 0.0)
-            codec = _fourcc(strf[5]) or _fourcc(strh[1])
-            return stream, fps, strf[1], abs(strf[2]), codec
-        stream += 1
-    raise NotMjpegAviError(f"{path}: AVI file without a video stream; {CONVERT_HINT}")
-
-
-def _riff_lists(fh: BinaryIO, file_size: int
-                ) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
-    """The hdrl list and every movi list, across the AVI and any OpenDML 'AVIX' segments."""
-    hdrl: tuple[int, int] | None = None
-    movi: list[tuple[int, int]] = []
-    for fourcc, off, size in _chunks(fh, 0, file_size):
-        kind = _list_type(fh, off)
-        if fourcc != b"RIFF" or kind not in (b"AVI ", b"AVIX"):
-            continue
-        for inner, ioff, isize in _chunks(fh, off + 4, off + size):
-            if inner != b"LIST":
-                continue
-            list_type = _list_type(fh, ioff)
-            if list_type == b"hdrl" and hdrl is None:
-                hdrl = (ioff + 4, ioff + isize)
-            elif list_type == b"movi":
-                movi.append((ioff + 4, ioff + isize))
-    return hdrl, movi
-
-
-def _frame_chunks(fh: BinaryIO, layout: _Layout) -> Iterator[tuple[int, int]]:
-    """(offset, size) of every non-empty frame chunk, descending into 'rec ' lists."""
-
-    def walk(start: int, end: int) -> Iterator[tuple[int, int]]:
-        for fourcc, off, size in _chunks(fh, start, end):
-            if fourcc == b"LIST":
-                yield from walk(off + 4, off + size)
-            elif fourcc in layout.chunk_ids and size > 0:  # empty chunk = dropped frame
-                yield off, size
-
-    for start, end in layout.movi:
-        yield from walk(start, end)
-
-
-def _layout(path: Path) -> _Layout:
+    if not path.is_file():
+        raise DataError(f"{path}: video file not found")
     try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: video file not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read video ({exc})") from None
-    with fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"AVI ":
-            raise _not_avi(path, head)
-        file_size = path.stat().st_size
-        hdrl, movi = _riff_lists(fh, file_size)
-        if hdrl is None or not movi:
-            raise DataError(f"{path}: AVI file without {'an hdrl' if hdrl is None else 'a movi'} "
-                            f"list (damaged?); {CONVERT_HINT}")
-        stream, fps, width, height, codec = _video_stream(fh, hdrl, path)
-        if codec not in MJPEG_CODECS:
-            raise NotMjpegAviError(f"{path}: AVI whose video codec is {codec!r}, not Motion-JPEG "
-                                   f"(MJPG); {CONVERT_HINT}")
-        ids = (f"{stream:02d}dc".encode(), f"{stream:02d}db".encode())
-        partial = _Layout(VideoInfo(path, 0, fps, width, height, codec), ids, tuple(movi))
-        frames = sum(1 for _ in _frame_chunks(fh, partial))
-    if frames == 0:
-        raise DataError(f"{path}: MJPEG AVI without any frame")
-    if fps <= 0:
-        raise DataError(f"{path}: AVI stream header gives no frame rate")
-    return _Layout(VideoInfo(path, frames, fps, width, height, codec), ids, tuple(movi))
+        container = av.open(str(path))
+    except av.error.FFmpegError as exc:
+        raise DataError(f"{path}: not a video FFmpeg can read ({exc.strerror})") from None
+    try:
+        yield container
+    finally:
+        container.close()
 
 
-def probe_mjpeg_avi(path: str | Path) -> VideoInfo:
-    """Frame count, frame rate and size of an MJPEG AVI (headers and chunk headers only).
+def _probe(container: Any, path: Path) -> VideoInfo:
+    streams = container.streams.video
+    if not streams:
+        raise DataError(f"{path}: no video stream (container {container.format.name})")
+    stream = streams[0]
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    frames = int(stream.frames)
+    if frames <= 0:  # the container does not say (Matroska, streams cut short): count packets
+        frames = sum(1 for p in container.demux(stream) if p.size)
+    if frames <= 0:
+        raise DataError(f"{path}: video stream without any frame")
+    if not rate:
+        raise DataError(f"{path}: the video stream gives no frame rate")
+    context = stream.codec_context
+    return VideoInfo(path, frames, float(rate), int(context.width), int(context.height),
+                     context.name, container.format.name)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Frame count, frame rate, size, codec and container of a clip (no frame is decoded).
 
     Raises:
-        NotMjpegAviError: another container, or an AVI with a non-JPEG codec (the message names
-            the file and gives the ffmpeg command that converts it).
-        DataError: a missing, truncated or damaged file.
+        DataError: a missing file, a file FFmpeg cannot read, or one without a video stream.
     """
-    return _layout(Path(path)).info
+    path = Path(path)
+    with _opened(path) as container:
+        return _probe(container, path)
 
 
-def read_mjpeg_avi(path: str | Path) -> Iterator[bytes]:
-    """Yield each frame of an MJPEG AVI as JPEG bytes, in order (errors as :func:`probe_...`)."""
-    layout = _layout(Path(path))
-    return _read_frames(layout)
-
-
-def _read_frames(layout: _Layout) -> Iterator[bytes]:
-    with open(layout.info.path, "rb") as fh:
-        for i, (off, size) in enumerate(list(_frame_chunks(fh, layout))):
-            fh.seek(off)
-            data = fh.read(size)
-            if not data.startswith(_SOI):
-                raise DataError(f"{layout.info.path}: frame {i} is not JPEG data")
-            yield data
-
-
-# --------------------------------------------------------------------------- any container
-
-
-def _cv2_video(path: Path, quality: int) -> tuple[VideoInfo, Iterator[bytes]]:
-    """Read another container through OpenCV, re-encoding each frame as JPEG."""
-    import cv2  # optional dependency; ImportError is handled by the caller
-
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        capture.release()
-        raise DataError(f"{path}: OpenCV cannot open this video; {CONVERT_HINT}")
-    info = VideoInfo(path, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-                     float(capture.get(cv2.CAP_PROP_FPS)),
-                     int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                     int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), "cv2", "cv2")
-
-    def frames() -> Iterator[bytes]:
-        try:
-            while True:
-                ok, bgr = capture.read()
-                if not ok:
-                    return
-                ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-                if not ok:
-                    raise DataError(f"{path}: OpenCV could not re-encode a frame as JPEG")
-                yield jpeg.tobytes()
-        finally:
-            capture.release()
-
-    return info, frames()
+def _frames(path: Path, quality: int) -> Iterator[bytes]:
+    with _opened(path) as container:
+        stream = container.streams.video[0]
+        if stream.codec_context.name == MJPEG:
+            for i, packet in enumerate(p for p in container.demux(stream) if p.size):
+                data = bytes(packet)
+                if not data.startswith(_SOI):
+                    raise DataError(f"{path}: frame {i} of the MJPEG stream is not JPEG data")
+                yield data
+        else:
+            for frame in container.decode(stream):
+                yield encode_jpeg(frame.to_ndarray(format="rgb24"), quality)
 
 
 def open_video(path: str | Path, quality: int = 90) -> tuple[VideoInfo, Iterator[bytes]]:
     """Open a clip as (info, iterator of JPEG frames).
 
-    MJPEG AVIs are read directly, frame bytes untouched. Any other file is read through OpenCV
-    if ``cv2`` is importable (frames re-encoded as JPEG at ``quality``); without OpenCV the
-    :class:`NotMjpegAviError` says how to convert the file.
+    Motion-JPEG packets come out byte for byte; frames of any other codec are decoded and
+    re-encoded as JPEG at ``quality`` (slow: time them through :func:`jpeg_clip`). Errors as
+    :func:`probe_video`.
     """
-    path = Path(path)
+    info = probe_video(path)
+    return info, _frames(info.path, quality)
+
+
+@contextmanager
+def jpeg_clip(path: str | Path, scratch: str | Path, quality: int = 90) -> Iterator[Path]:
+    """The clip as Motion-JPEG: ``path`` itself when it is, else a copy written to ``scratch``
+    (decoded and re-encoded once, so that no timed loop pays for the other codec)."""
+    info = probe_video(path)
+    if info.codec == MJPEG:
+        yield info.path
+        return
+    copy = Path(scratch) / f"{info.path.stem}.mjpeg.avi"
+    write_video(copy, _frames(info.path, quality), info.fps, quality)
     try:
-        layout = _layout(path)
-    except NotMjpegAviError:
-        if importlib.util.find_spec("cv2") is None:
-            raise
-        return _cv2_video(path, quality)
-    return layout.info, _read_frames(layout)
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
 
 
-def convert_to_mjpeg_avi(src: str | Path, dst: str | Path, quality: int = 90) -> VideoInfo:
-    """Copy any readable clip (see :func:`open_video`) to an MJPEG AVI at ``dst``."""
-    info, frames = open_video(src, quality)
-    return write_mjpeg_avi(dst, frames, info.fps if info.fps > 0 else 30.0, quality)
+def write_frame_archive(path: str | Path, video: str | Path, quality: int = 90,
+                        max_frames: int | None = None) -> VideoInfo:
+    """Store the frames of ``video`` (the first ``max_frames``; None: all) as a plain tar:
+    ``frames/000000.jpg``, ``frames/000001.jpg``, ... and last ``clip.json`` (frames, fps,
+    width, height, and the source clip's name, codec and container).
+
+    The archive is uncompressed (JPEG does not compress further) and reproducible (fixed
+    times, owners and modes), so an identical copy on a board is recognised by its checksum.
+    Returns the archive's :class:`VideoInfo` (codec ``mjpeg``, container ``tar``).
+    """
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    info, frames = open_video(video, quality)
+    count = 0
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        def add(name: str, data: bytes) -> None:
+            member = tarfile.TarInfo(name)
+            member.size, member.mode, member.mtime = len(data), 0o644, 0
+            tar.addfile(member, io.BytesIO(data))
+
+        for jpeg in itertools.islice(frames, max_frames):
+            add(f"frames/{count:06d}.jpg", jpeg)
+            count += 1
+        index = {"format": "edgeprune-frames", "version": 1, "frames": count, "fps": info.fps,
+                 "width": info.width, "height": info.height,
+                 "source": {"name": info.path.name, "codec": info.codec,
+                            "container": info.container}}
+        add(ARCHIVE_INDEX, json.dumps(index, sort_keys=True).encode())
+    return VideoInfo(Path(path), count, info.fps, info.width, info.height, MJPEG, "tar")
 
 
 # --------------------------------------------------------------------------- demo clip
@@ -453,7 +320,7 @@ def make_demo_video(devkit_root: str | Path, sets: Sequence[str], out_path: str 
                     n_frames: int, fps: float = 30.0, size: tuple[int, int] = (240, 320),
                     seed: int = 0, seconds_per_image: float = 1.0,
                     quality: int = 90) -> VideoInfo:
-    """Build a deterministic MJPEG clip from the test images of a VOC-layout dataset.
+    """Build a deterministic Motion-JPEG clip from the test images of a VOC-layout dataset.
 
     Images are taken in a seeded random order; each is shown for ``seconds_per_image`` while a
     crop window pans and zooms across it, so consecutive frames differ like camera footage and
@@ -486,4 +353,4 @@ def make_demo_video(devkit_root: str | Path, sets: Sequence[str], out_path: str 
             yield from _pan_zoom_frames(rgb, count, (int(size[0]), int(size[1])), rng, quality)
             produced += count
 
-    return write_mjpeg_avi(out_path, frames(), fps, quality)
+    return write_video(out_path, frames(), fps, quality)

@@ -2,6 +2,11 @@
 
 Conventions: boxes are normalised to [0, 1]. *Corner* form is (xmin, ymin, xmax, ymax);
 *centre* form is (cx, cy, w, h). Anchors are stored in centre form.
+
+The one copy of box decoding and NMS: this file is also copied, as ``boxes.py``, beside
+``remote_app.py`` onto SSH boards, whose application loop imports :func:`postprocess` from it.
+So it stays standalone: numpy and the standard library only, Python 3.7 syntax
+(tests/test_boxes.py checks both).
 """
 
 from __future__ import annotations

@@ -11,8 +11,12 @@ end of the last, so it includes everything an application would pay for.
 LiteRT,
 OpenVINO). :func:`run_app_on_target` measures a configured target: in this process for ``local``
 targets, or over SSH with ``devices/remote_app.py`` -- the same loop in a standalone script that
-is copied to the board with the model, the anchors and the clip. adb targets (Android) have no
-Python to run it; their FPS comes from ``benchmark_model`` (latency results).
+is copied to the board with ``edgeprune/detection/boxes.py`` (the box decoding and NMS this
+process uses too), the model, the anchors and the clip's frames as a plain tar of JPEG files
+(:func:`edgeprune.data.video.write_frame_archive`). A clip in another codec than Motion-JPEG is
+re-encoded as JPEG once, before anything is timed, so the decode stage always times JPEG
+decoding. adb targets (Android) have no Python to run it; their FPS comes from
+``benchmark_model`` (latency results).
 """
 
 from __future__ import annotations
@@ -32,16 +36,19 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edgeprune.data.video import NotMjpegAviError, convert_to_mjpeg_avi, open_video, probe_mjpeg_avi
+from edgeprune.data.video import jpeg_clip, open_video, probe_video, write_frame_archive
+from edgeprune.detection import boxes
 from edgeprune.detection.boxes import DEFAULT_VARIANCES, PostprocessConfig, postprocess
 from edgeprune.errors import DataError, TargetError
 from edgeprune.fileio import write_text
+from edgeprune.measurement.devices.bench import device_session, staged_name
 from edgeprune.measurement.devices.parsers import last_json_line
 from edgeprune.measurement.devices.transport import Transport, local_sha256, transport_for
 from edgeprune.measurement.latency import summarize
 from edgeprune.measurement.targets import SSH_DEFAULT_PYTHON, Target
 
 __all__ = [
+    "BOARD_FILES",
     "ENGINES",
     "REMOTE_APP",
     "STAGES",
@@ -53,6 +60,11 @@ __all__ = [
 
 REMOTE_APP = Path(__file__).with_name("devices") / "remote_app.py"
 REMOTE_RUNNER = REMOTE_APP.with_name("remote_runner.py")  # runtime loaders remote_app imports
+#: The files of the board-side application, by name in the target's work directory:
+#: remote_app.py imports remote_runner.py (runtime loaders) and boxes.py -- the host's own
+#: edgeprune/detection/boxes.py, so host and board decode boxes with the same code.
+BOARD_FILES = {"remote_app.py": REMOTE_APP, "remote_runner.py": REMOTE_RUNNER,
+               "boxes.py": Path(boxes.__file__)}
 #: Timed stages of one frame, in order; ``frame`` is their sum as one measurement.
 STAGES = ("read", "decode", "resize", "inference", "postprocess")
 #: Which inference engine the application uses for each target runtime.
@@ -119,18 +131,6 @@ def _check_length(video: Path, available: int, warmup_frames: int) -> None:
                         "warm-up frames (app.warmup)")
 
 
-def _clip_frames(video: Path) -> int:
-    """Frame count of a clip (any container OpenCV reads, when it is installed)."""
-    try:
-        return probe_mjpeg_avi(video).frames
-    except NotMjpegAviError:
-        info, frames = open_video(video)
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
-        return info.frames
-
-
 def run_app(runner: Runner, video_path: str | Path, input_size: tuple[int, int],
             anchors: np.ndarray, pp_cfg: PostprocessConfig = DEFAULT_POSTPROCESS,
             warmup_frames: int = 10, max_frames: int | None = None,
@@ -138,18 +138,33 @@ def run_app(runner: Runner, video_path: str | Path, input_size: tuple[int, int],
     """Run the detector application over a clip in this process and time it.
 
     The first ``warmup_frames`` frames go through the whole loop untimed; then up to
-    ``max_frames`` frames (all remaining when None) are timed. Returns :func:`summarize_app`'s
-    dict plus ``video`` (clip metadata) and ``input_size``.
+    ``max_frames`` frames (all remaining when None) are timed. A clip in another codec than
+    Motion-JPEG is first re-encoded as JPEG (:func:`edgeprune.data.video.jpeg_clip`, untimed).
+    Returns :func:`summarize_app`'s dict plus ``video`` (the clip's metadata) and ``input_size``.
     """
     _check_settings(warmup_frames, max_frames)
     video = Path(video_path)
-    info, frames = open_video(video)
-    _check_length(video, info.frames, warmup_frames)
+    source = probe_video(video)
+    _check_length(video, source.frames, warmup_frames)
+    with tempfile.TemporaryDirectory(prefix="edgeprune-clip-") as scratch, \
+            jpeg_clip(video, scratch) as clip:
+        info, frames = open_video(clip)
+        result = _loop(runner, frames, info.frames, video, input_size, anchors, pp_cfg,
+                       warmup_frames, max_frames, variances)
+    result.update(video=source.to_dict(), input_size=list(input_size))
+    return result
+
+
+def _loop(runner: Runner, frames: Any, available: int, video: Path,
+          input_size: tuple[int, int], anchors: np.ndarray, pp_cfg: PostprocessConfig,
+          warmup_frames: int, max_frames: int | None, variances: Sequence[float]
+          ) -> dict[str, Any]:
+    """The timed loop of :func:`run_app` over an iterator of JPEG frames."""
     samples: dict[str, list[float]] = {name: [] for name in (*STAGES, "frame")}
     detections = 0
     wall_start = 0
     try:
-        for index in range(info.frames if max_frames is None else warmup_frames + max_frames):
+        for index in range(available if max_frames is None else warmup_frames + max_frames):
             if index == warmup_frames:
                 wall_start = time.perf_counter_ns()
             t0 = time.perf_counter_ns()
@@ -177,9 +192,7 @@ def run_app(runner: Runner, video_path: str | Path, input_size: tuple[int, int],
         close = getattr(frames, "close", None)
         if close is not None:
             close()  # releases the file when the loop stops before the end of the clip
-    result = summarize_app(samples, wall_s, detections, warmup_frames)
-    result.update(video=info.to_dict(), input_size=list(input_size))
-    return result
+    return summarize_app(samples, wall_s, detections, warmup_frames)
 
 
 # --------------------------------------------------------------------------- targets
@@ -274,34 +287,25 @@ def _stage_files(transport: Transport, workdir: str, files: Mapping[str, Path]
     return remote, pushed
 
 
-def _mjpeg_copy(video: Path, scratch: Path) -> Path:
-    """The clip itself if it is an MJPEG AVI, else an MJPEG copy (needs OpenCV to read it)."""
-    try:
-        probe_mjpeg_avi(video)
-        return video
-    except NotMjpegAviError:
-        return convert_to_mjpeg_avi(video, scratch / f"{video.stem}.avi").path
-
-
-def _files_to_copy(model: Path, anchors_file: Path, video: Path) -> dict[str, Path]:
+def _files_to_copy(model: Path, anchors_file: Path, clip: Path) -> dict[str, Path]:
     """What the remote script needs, by path under the target's work directory."""
-    files = {"remote_app.py": REMOTE_APP, "remote_runner.py": REMOTE_RUNNER,
-             f"models/{model.name}": model,
-             f"app/{anchors_file.name}": anchors_file, f"videos/{video.name}": video}
+    name = PurePosixPath(staged_name(model))  # models live under their checksum
+    files = {**BOARD_FILES, f"models/{name}": model,
+             f"app/{anchors_file.name}": anchors_file, f"videos/{clip.name}": clip}
     if model.suffix == ".xml":  # OpenVINO IR: weights beside the graph
-        files[f"models/{model.with_suffix('.bin').name}"] = model.with_suffix(".bin")
+        files[f"models/{name.with_suffix('.bin')}"] = model.with_suffix(".bin")
     return files
 
 
 def _remote_argv(target: Target, remote: Mapping[str, str], model: Path, anchors_file: Path,
-                 video: Path, settings: Mapping[str, Any]) -> list[str]:
+                 clip: Path, settings: Mapping[str, Any]) -> list[str]:
     cfg: PostprocessConfig = settings["pp_cfg"]
     height, width = settings["input_size"]
     argv = [target.python or SSH_DEFAULT_PYTHON, remote["remote_app.py"],
             "--runtime", ENGINES[target.runtime],
-            "--model", remote[f"models/{model.name}"],
+            "--model", remote[f"models/{staged_name(model)}"],
             "--anchors", remote[f"app/{anchors_file.name}"],
-            "--video", remote[f"videos/{video.name}"],
+            "--clip", remote[f"videos/{clip.name}"],
             "--input-size", str(height), str(width),
             "--num-classes", str(settings["num_classes"]),
             "--warmup", str(settings["warmup_frames"]),
@@ -322,21 +326,25 @@ def _remote_argv(target: Target, remote: Mapping[str, str], model: Path, anchors
 
 def _run_ssh(target: Target, model: Path, anchors: np.ndarray, video: Path, raw_log: Path,
              settings: dict[str, Any]) -> dict[str, Any]:
-    transport = transport_for(target)
     assert target.workdir is not None
-    with tempfile.TemporaryDirectory(prefix="edgeprune-app-") as scratch:
+    # The device lock is held from staging to the end of the run, as for latency jobs.
+    with device_session(target, [model]) as (transport, _waited), \
+            tempfile.TemporaryDirectory(prefix="edgeprune-app-") as scratch:
         saved = Path(scratch) / "anchors.npy"
         np.save(saved, np.asarray(anchors, dtype=np.float32))
         anchors_file = saved.rename(saved.with_name(f"anchors-{local_sha256(saved)}.npy"))
-        clip = _mjpeg_copy(video, Path(scratch))
+        frames = (None if settings["max_frames"] is None
+                  else settings["warmup_frames"] + settings["max_frames"])
+        clip = write_frame_archive(Path(scratch) / f"{video.stem}.frames.tar", video,
+                                   max_frames=frames).path
         remote, pushed = _stage_files(transport, target.workdir,
                                       _files_to_copy(model, anchors_file, clip))
         argv = _remote_argv(target, remote, model, anchors_file, clip, settings)
-    result = transport.run(argv, timeout=target.timeout_s)
+        result = transport.run(argv, timeout=target.timeout_s)
     write_text(raw_log, result.stdout + result.stderr)
     if result.rc != 0:
-        raise transport.error(f"remote_app.py exited with status {result.rc}; output kept in "
-                              f"{raw_log}")
+        raise transport.error(f"remote_app.py {result.describe()}; last lines: "
+                              f"{result.last_lines()}; output kept in {raw_log}")
     payload = last_json_line(result.stdout, "edgeprune_app")
     if payload is None:
         raise transport.error(f"remote_app.py printed no JSON result line (raw output in "
@@ -348,7 +356,7 @@ def _run_ssh(target: Target, model: Path, anchors: np.ndarray, video: Path, raw_
                 "threads": settings["threads"]}
     if target.device is not None:
         identity["openvino_device"] = target.device
-    return {**summary, "video": {**payload["video"], "path": str(video)},
+    return {**summary, "video": {**probe_video(video).to_dict(), "shipped": payload["video"]},
             "input_size": list(settings["input_size"]), "identity": identity,
             "command": shlex.join(argv), "pushed": pushed}
 
@@ -371,7 +379,8 @@ def run_app_on_target(
     ``local`` targets run :func:`run_app` here; ``ssh`` targets run ``remote_app.py`` on the board
     with the target's Python (``python3`` for runtimes without a ``python`` setting), after
     copying the script, the model (and an IR's ``.bin``), the anchors (``.npy``) and the clip
-    into the target's work directory (skipped when an identical copy is there). ``threads``
+    into the target's work directory (skipped when an identical copy is there); the clip goes
+    as a frame archive of the frames the run reads. ``threads``
     overrides the target's ``threads``. The raw output (the JSON line with every sample) is kept
     in ``raw_log``.
 
@@ -392,7 +401,7 @@ def run_app_on_target(
     if not video.is_file():
         raise DataError(f"{video}: video file not found")
     _check_settings(warmup_frames, max_frames)
-    _check_length(video, _clip_frames(video), warmup_frames)
+    _check_length(video, probe_video(video).frames, warmup_frames)
     settings: dict[str, Any] = {
         "input_size": (int(input_size[0]), int(input_size[1])), "num_classes": int(num_classes),
         "pp_cfg": pp_cfg, "warmup_frames": int(warmup_frames), "max_frames": max_frames,

@@ -20,8 +20,9 @@ created in a seeded random order, the models of each block in a seeded random or
 :func:`compare_on_target` runs a comparison on a configured target: in this process for the
 local LiteRT / OpenVINO targets, through ``remote_runner.py --compare`` over SSH for remote
 litert-python / openvino targets, and as interleaved ``benchmark_model`` / ``benchmark_app``
-invocations (one group of one block each) for those tools. ``python -m edgeprune.latency compare``
-is its command line (:func:`main`).
+invocations (one group of one block each) for those tools, ``trtexec`` too. The whole comparison
+holds the device's lock (:func:`edgeprune.measurement.devices.bench.device_session`).
+``python -m edgeprune.latency compare`` is its command line (:func:`main`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ __all__ = [
 
 #: Model file suffixes each runtime reads.
 _FORMATS = {"litert-python": (".tflite",), "benchmark_model": (".tflite",),
-            "openvino": (".xml", ".onnx", ".tflite"), "benchmark_app": (".xml", ".onnx")}
+            "openvino": (".xml", ".onnx", ".tflite"), "benchmark_app": (".xml", ".onnx"),
+            "trtexec": (".onnx",)}
 #: Bootstrap arrays are built in chunks of at most this many values.
 _CHUNK_VALUES = 4_000_000
 
@@ -297,12 +299,11 @@ def _check_models(target: Target, paths: Sequence[Path]) -> None:
 
 
 def _in_process(target: Target, paths: Sequence[Path], settings: CompareSettings,
-                progress: Callable[[int, float], None] | None
+                progress: Callable[[int, float], None] | None, transport: Any
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Interleave local LiteRT / OpenVINO instances in this process."""
     from edgeprune.measurement.devices import remote_runner as rr
     from edgeprune.measurement.devices.bench import compare_identity
-    from edgeprune.measurement.devices.transport import transport_for
 
     infos: list[dict[str, Any]] = [{} for _ in paths]
     if target.runtime == "litert-python":
@@ -323,7 +324,7 @@ def _in_process(target: Target, paths: Sequence[Path], settings: CompareSettings
     except (RuntimeError, ValueError, SystemExit) as exc:
         raise TargetError(f"target '{target.name}' (local host): timing failed: {exc}") from exc
     info = infos[0]
-    identity = compare_identity(dict(transport_for(target).identity()), target,
+    identity = compare_identity(dict(transport.identity()), target,
                                 info.get("runtime"), info.get("runtime_version"),
                                 info.get("threads_used"))
     return raw, identity
@@ -340,35 +341,49 @@ def compare_on_target(target: Target, paths: Sequence[str | Path], settings: Com
     Raises:
         ConfigError: a model is missing or the formats are mixed or wrong for the runtime.
         TargetError: the target is disabled or unreachable, or its tool failed.
+        BenchmarkOutputError: the tool's or runner's output is unreadable (field named).
     """
     models = [Path(p) for p in paths]
     _check_models(target, models)
     if raw_log is None:
         with tempfile.TemporaryDirectory(prefix="edgeprune-compare-") as tmp:
             return compare_on_target(target, models, settings, Path(tmp) / "raw.log", progress)
-    from edgeprune.measurement.devices.bench import compare_with_runner, interleave_tool
+    from edgeprune.measurement.devices.bench import (
+        compare_with_runner,
+        device_session,
+        interleave_tool,
+    )
+    from edgeprune.measurement.devices.parsers import BenchmarkOutputError
 
     log = Path(raw_log)
     knobs = {"warmup": settings.warmup, "seconds": settings.seconds,
              "min_groups": settings.min_groups, "max_groups": settings.max_groups,
              "seed": settings.seed}
     runner = target.runtime in ("litert-python", "openvino")
-    if runner and target.transport == "local" and target.python == sys.executable:
-        raw, identity = _in_process(target, models, settings, progress)
-        write_json(log, {"identity": identity, "interleave": raw})
-    elif runner:
-        raw, identity = compare_with_runner(
-            target, models, log, block_runs=settings.block_runs,
-            blocks_per_group=settings.blocks_per_group, **knobs)
-    else:
-        raw, identity = interleave_tool(target, models, log,
-                                        runs=target.runs, progress=progress, **knobs)
+    with device_session(target, models) as (transport, waited):
+        if runner and target.transport == "local" and target.python == sys.executable:
+            raw, identity = _in_process(target, models, settings, progress, transport)
+            write_json(log, {"identity": identity, "interleave": raw})
+        elif runner:
+            raw, identity = compare_with_runner(
+                target, models, log, block_runs=settings.block_runs,
+                blocks_per_group=settings.blocks_per_group, transport=transport, **knobs)
+        else:
+            raw, identity = interleave_tool(target, models, log, runs=target.runs,
+                                            progress=progress, transport=transport, **knobs)
+    identity["lock_wait_s"] = waited
     recorded = {**asdict(settings), "threads": target.threads,
                 "threads_used": identity.get("threads_used"), "runtime": target.runtime,
                 "block_runs": raw.get("block_runs"),
                 "blocks_per_group": raw.get("blocks_per_group"), "warmup": raw.get("warmup")}
-    return summarize_groups(raw, [str(p) for p in models], target.name, settings.resamples,
-                            settings.seed, identity=identity, settings=recorded)
+    try:
+        return summarize_groups(raw, [str(p) for p in models], target.name, settings.resamples,
+                                settings.seed, identity=identity, settings=recorded)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BenchmarkOutputError(
+            f"target '{target.name}' ({target.address}): {target.runtime} comparison result "
+            f"unreadable, field 'groups': {exc}; raw output kept in {log}",
+            field="groups") from None
 
 
 # --------------------------------------------------------------------------- command line

@@ -2,7 +2,10 @@
 
 The ``targets:`` section of the config maps a target name to a spec. A spec says how to reach the
 machine (``transport``: ``local``, ``adb`` or ``ssh``) and what times the model there
-(``runtime``: ``litert-python``, ``benchmark_model``, ``openvino`` or ``benchmark_app``).
+(``runtime``: ``litert-python``, ``benchmark_model``, ``openvino``, ``benchmark_app`` or, over
+ssh, ``trtexec``, TensorRT's tool: ``binary`` is its command on the board, ``fp16: true`` builds
+half-precision engines). Remote targets keep the ``keep`` most recently used models (besides the
+current job's) in their work folder (default 32).
 :func:`parse_targets` validates every spec into an immutable :class:`Target`; each error names the
 offending key as ``targets.<name>.<key>`` and says what was expected.
 
@@ -42,12 +45,12 @@ __all__ = [
 ]
 
 TRANSPORTS = ("local", "adb", "ssh")
-RUNTIMES = ("litert-python", "benchmark_model", "openvino", "benchmark_app")
+RUNTIMES = ("litert-python", "benchmark_model", "openvino", "benchmark_app", "trtexec")
 OPENVINO_DEVICES = ("CPU", "GPU", "MYRIAD")
 
 #: Which runtimes can be driven over each transport (Android has no Python or OpenVINO here).
 RUNTIMES_BY_TRANSPORT = {
-    "local": RUNTIMES,
+    "local": ("litert-python", "benchmark_model", "openvino", "benchmark_app"),
     "ssh": RUNTIMES,
     "adb": ("benchmark_model",),
 }
@@ -57,6 +60,9 @@ ADB_DEFAULT_WORKDIR = "/data/local/tmp/edgeprune"
 SSH_DEFAULT_WORKDIR = "edgeprune"
 SSH_DEFAULT_PYTHON = "python3"
 BENCHMARK_APP_DEFAULT = "benchmark_app"
+TRTEXEC_DEFAULT = "trtexec"
+#: Staged models a remote work folder keeps besides the current job's (``keep``).
+KEEP_DEFAULT = 32
 
 BUILTIN_TARGETS: dict[str, dict[str, Any]] = {
     "host-litert": {"transport": "local", "runtime": "litert-python"},
@@ -74,7 +80,7 @@ _COMMON_KEYS = {"enabled", "transport", "runtime", "threads", "timeout_s", "retr
 DEFAULT_THREADS = 2
 _SSH_KEYS = {"host", "user", "port", "key_file", "strict_host_key_checking", "known_hosts"}
 _ALLOWED_KEYS = _COMMON_KEYS | _SSH_KEYS | {"serial", "binary", "device", "delegates", "workdir",
-                                            "python"}
+                                            "python", "fp16", "keep"}
 _DELEGATE_KEYS = ("xnnpack", "gpu", "nnapi")
 
 
@@ -109,6 +115,8 @@ class Target:
     delegates: Delegates | None = field(default=None)
     workdir: str | None = None
     python: str | None = None
+    fp16: bool | None = None
+    keep: int | None = None
     timeout_s: float = 600.0
     retries: int = 2
     warmup: int = 10
@@ -214,15 +222,16 @@ def _transport_fields(spec: _Spec, transport: str) -> dict[str, Any]:
     if transport != "adb":
         spec.forbid(("serial",), "only adb targets take a serial")
     if transport == "local":
-        spec.forbid(("workdir",), "local targets run files in place")
+        spec.forbid(("workdir", "keep"), "local targets run files in place")
         return {}
+    keep = spec.integer("keep", KEEP_DEFAULT, 1)
     if transport == "adb":
         serial = spec.string("serial", pattern=_SERIAL_RE, what="an adb device serial")
         workdir = spec.string("workdir", ADB_DEFAULT_WORKDIR, what="an absolute device path")
         if not workdir.startswith("/"):
             raise spec.fail("workdir", "an absolute device path such as /data/local/tmp/edgeprune")
-        return {"serial": serial, "workdir": workdir}
-    return _ssh_fields(spec)
+        return {"serial": serial, "workdir": workdir, "keep": keep}
+    return {**_ssh_fields(spec), "keep": keep}
 
 
 def _ssh_fields(spec: _Spec) -> dict[str, Any]:
@@ -274,8 +283,16 @@ def _runtime_fields(spec: _Spec, transport: str, runtime: str) -> dict[str, Any]
     elif runtime == "benchmark_app":
         fields["binary"] = spec.string("binary", BENCHMARK_APP_DEFAULT,
                                        what="a benchmark_app command or path")
+    elif runtime == "trtexec":
+        fields["binary"] = spec.string("binary", TRTEXEC_DEFAULT,
+                                       what="the trtexec command or path on the target (e.g. "
+                                            "/usr/src/tensorrt/bin/trtexec)")
     else:
-        spec.forbid(("binary",), "binary applies to benchmark_model and benchmark_app")
+        spec.forbid(("binary",), "binary applies to benchmark_model, benchmark_app and trtexec")
+    if runtime == "trtexec":
+        fields["fp16"] = spec.boolean("fp16", False)
+    else:
+        spec.forbid(("fp16",), "fp16 applies to trtexec")
     if runtime in ("openvino", "benchmark_app"):
         fields["device"] = spec.choice("device", OPENVINO_DEVICES, "CPU")
     else:

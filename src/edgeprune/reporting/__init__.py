@@ -1,1 +1,2 @@
-"""Reporting: the papers' figures (figures) and MLflow tracking (tracking)."""
+"""Reporting: the papers' figures (figures), the deployment chooser's Pareto tables and figures
+(pareto) and MLflow tracking (tracking)."""

@@ -1,4 +1,4 @@
-"""Paper figures (matplotlib/seaborn), written atomically as PNG and PDF."""
+"""Paper figures (matplotlib), written atomically as PNG and PDF."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
 from edgeprune.fileio import atomic_path  # noqa: E402
+
+#: Matplotlib style of every figure (white background, light grid; bundled with matplotlib).
+STYLE = "seaborn-v0_8-whitegrid"
 
 
 def save(fig: Any, paths: Sequence[str | Path]) -> None:
@@ -28,7 +30,11 @@ def fig8_sparsity(table1: pd.DataFrame, paths: Sequence[str | Path]) -> None:
     """mAP with its 95 % interval (error bars) and model size raw/gzip (right axis) against
     sparsity; the base and, when Table 1 has it, the fine-tuned unpruned control
     (``nonprune_ft``) are reference lines with their interval as a band."""
-    sns.set_theme(style="whitegrid")
+    with plt.style.context(STYLE):
+        _fig8(table1, paths)
+
+
+def _fig8(table1: pd.DataFrame, paths: Sequence[str | Path]) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     base = table1[table1["model"] == "nonprune"]
     control = table1[table1["model"] == "nonprune_ft"]
@@ -67,7 +73,11 @@ def fig9_size_fps(table2: pd.DataFrame, paths: Sequence[str | Path]) -> None:
     its raw size whatever the zeros) against inference FPS, one series per sparsity level, one
     panel per target; FPS 95 % intervals (``fps_<target>_ci95_lo/_hi``) as error bars when the
     table has them."""
-    sns.set_theme(style="whitegrid")
+    with plt.style.context(STYLE):
+        _fig9(table2, paths)
+
+
+def _fig9(table2: pd.DataFrame, paths: Sequence[str | Path]) -> None:
     fps_cols = _fps_columns(table2)
     tfl = table2[table2["format"].astype(str).str.startswith("tflite")]
     n = max(1, len(fps_cols))

@@ -22,12 +22,13 @@ from edgeprune.data.video import make_demo_video
 from edgeprune.detection.boxes import PostprocessConfig
 from edgeprune.detection.model_io import anchors_from_spec, load_spec
 from edgeprune.errors import ConfigError, EdgepruneError
-from edgeprune.fileio import read_json, write_json
+from edgeprune.fileio import read_json, write_bytes, write_json
 from edgeprune.jobs import JobLog
 from edgeprune.measurement.app_fps import run_app_on_target
 from edgeprune.measurement.compare import compare_on_target, difference, settings_for
 from edgeprune.measurement.targets import Target, get_target, parse_targets
 from edgeprune.reporting.tracking import RunRecord
+from edgeprune.stages.evaluate import format_precision
 
 __all__ = [
     "APP_DEFAULTS",
@@ -115,7 +116,9 @@ def device_resource(target: Target) -> str:
 
     Targets on one machine share it (``host-litert`` and ``host-openvino`` are both
     ``device_host``; two targets on one Raspberry Pi share ``device_ssh_<host>_<port>``), so with
-    a limit of 1 no two timing jobs ever run on one device at once.
+    a limit of 1 Snakemake does not start two timing jobs on one device at once. The lock on the
+    device itself (:func:`edgeprune.measurement.devices.bench.device_session`) guarantees it
+    whatever the host string, checkout or ``--resources`` override.
     """
     if target.transport == "local":
         key = "host"
@@ -140,11 +143,17 @@ def _target_params(target: Target, identity: Mapping[str, Any]) -> dict[str, Any
 
 
 def _keep_raw_output(raw_log: Path, log: JobLog) -> None:
-    """Copy the tail of a failed tool's output into the job log (Snakemake deletes outputs)."""
+    """Copy the tail of a failed tool's output into the job log too."""
     if raw_log.is_file():
         text = raw_log.read_text(errors="replace")
         log(f"raw output ({raw_log}, last {_RAW_TAIL_CHARS} characters):\n"
             f"{text[-_RAW_TAIL_CHARS:]}")
+
+
+def _publish_raw(kept: Path, raw_log: Path) -> None:
+    """Copy the kept raw output to the job's ``raw`` output once the job has succeeded."""
+    if kept != raw_log:
+        write_bytes(raw_log, kept.read_bytes())
 
 
 def _label_parts(label: str) -> tuple[str, str]:
@@ -155,7 +164,7 @@ def _label_parts(label: str) -> tuple[str, str]:
 
 def latency_compare(config: Mapping[str, Any], target: str, arch: str,
                     models: Sequence[str | Path], out_json: str | Path, raw_log: str | Path,
-                    log: JobLog) -> RunRecord:
+                    log: JobLog, kept_log: str | Path | None = None) -> RunRecord:
     """Time all ``models`` (``<variant>_<dtype>.tflite``, paper 1 Table 2) together on one
     target, interleaved (:mod:`edgeprune.measurement.compare`), with the target's ``seconds``,
     ``block_runs``, ``blocks_per_group`` and ``warmup`` and the config's ``seed``.
@@ -164,6 +173,9 @@ def latency_compare(config: Mapping[str, Any], target: str, arch: str,
     to the first model, settings, identity with the threads used, interleaving orders) plus
     ``arch``, ``labels`` (``<variant>_<dtype>`` per model) and ``vs_float32``: each model's
     paired difference to its variant's float32 model, with its interval.
+
+    The device's output is first written to ``kept_log`` (a log file, which Snakemake keeps
+    when the job fails; error messages point there) and copied to ``raw_log`` on success.
     """
     spec = _target(config, target)
     settings = settings_for(spec, seed=int(config.get("seed", 0)))
@@ -177,11 +189,13 @@ def latency_compare(config: Mapping[str, Any], target: str, arch: str,
             log(f"{groups} groups timed, {elapsed:.0f} of {settings.seconds:g} s")
             next_note[0] = elapsed + 10.0
 
+    kept = Path(kept_log or raw_log)
     try:
-        comparison = compare_on_target(spec, models, settings, raw_log, progress=progress)
+        comparison = compare_on_target(spec, models, settings, kept, progress=progress)
     except EdgepruneError:
-        _keep_raw_output(Path(raw_log), log)
+        _keep_raw_output(kept, log)
         raise
+    _publish_raw(kept, Path(raw_log))
     paths = [m.path for m in comparison.models]
     vs_float32: dict[str, dict[str, Any]] = {}
     for i, label in enumerate(labels):
@@ -196,7 +210,8 @@ def latency_compare(config: Mapping[str, Any], target: str, arch: str,
     for label, model in zip(labels, comparison.models, strict=True):
         metrics.update({f"{label}_median_ms": model.median_ms,
                         f"{label}_ci95_lo_ms": model.ci95_ms[0],
-                        f"{label}_ci95_hi_ms": model.ci95_ms[1], f"{label}_fps": model.fps})
+                        f"{label}_ci95_hi_ms": model.ci95_ms[1],
+                        f"{label}_fps_inference": model.fps})
         line = f"{label}: {model.median_ms:.4f} ms [{model.ci95_ms[0]:.4f}, {model.ci95_ms[1]:.4f}]"
         if label in vs_float32:
             d = vs_float32[label]
@@ -233,28 +248,32 @@ def _app_threads(spec: Target, threads: int | None) -> int | None:
 def app_fps(config: Mapping[str, Any], target: str, arch: str, variant: str, dtype: str,
             model_path: str | Path, spec_path: str | Path, video_path: str | Path,
             out_json: str | Path, raw_log: str | Path, threads: int | None,
-            log: JobLog) -> RunRecord:
-    """Application FPS of one model on one target over the clip; write its JSON."""
+            log: JobLog, kept_log: str | Path | None = None) -> RunRecord:
+    """Application FPS of one model on one target over the clip; write its JSON. The raw
+    output goes to ``kept_log`` first (see :func:`latency_compare`)."""
     spec = _target(config, target)
     app = app_settings(config)
     detector, raw_spec = load_spec(spec_path)
     log(f"application FPS of {model_path} on target '{target}' ({spec.address}) over "
         f"{video_path}: {app.warmup} warm-up + up to {app.frames} timed frames")
+    kept = Path(kept_log or raw_log)
     try:
         result = run_app_on_target(
-            spec, model_path, anchors_from_spec(raw_spec), video_path, raw_log,
+            spec, model_path, anchors_from_spec(raw_spec), video_path, kept,
             detector.input_size, detector.num_classes, app_postprocess(config),
             warmup_frames=app.warmup, max_frames=app.frames,
             threads=_app_threads(spec, threads))
     except EdgepruneError:
-        _keep_raw_output(Path(raw_log), log)
+        _keep_raw_output(kept, log)
         raise
-    result.update(arch=arch, variant=variant, dtype=dtype)
+    _publish_raw(kept, Path(raw_log))
+    result.update(arch=arch, variant=variant, dtype=dtype, raw_log=str(raw_log))
     write_json(out_json, result)
     stages = result["stages"]
     log(f"{target}: {result['frames']} frames at {result['fps']:.2f} FPS; per frame (median ms) "
         + ", ".join(f"{k} {v['median_ms']:.3f}" for k, v in stages.items()))
-    metrics = {"fps": result["fps"], "frames": result["frames"], "wall_s": result["wall_s"],
+    metrics = {"fps_app": result["fps"], "frames": result["frames"],
+               "app_seconds": result["wall_s"],
                "detections_per_frame": result["detections_per_frame"]}
     for stage, stats in stages.items():
         metrics[f"{stage}_median_ms"] = stats["median_ms"]
@@ -262,7 +281,9 @@ def app_fps(config: Mapping[str, Any], target: str, arch: str, variant: str, dty
     return RunRecord(
         experiment=_experiment(config),
         run_name=f"{arch}/{variant}/app-{target}-{dtype}",
-        params={"stage": "app_fps", "arch": arch, "variant": variant, "dtype": dtype,
+        params={"stage": "app_fps", "arch": arch, "variant": variant,
+                **format_precision(("openvino-" if Path(model_path).suffix == ".xml"
+                                    else "tflite-") + dtype),
                 **_target_params(spec, result["identity"]), "engine": result["engine"],
                 "video": str(video_path), "video_frames": result["video"]["frames"],
                 "warmup_frames": app.warmup, "max_frames": app.frames,
@@ -270,9 +291,9 @@ def app_fps(config: Mapping[str, Any], target: str, arch: str, variant: str, dty
                 "input_size": list(detector.input_size),
                 "postprocess": result["settings"]["postprocess"]},
         metrics=metrics,
-        tags={"stage": "app_fps", "arch": arch, "variant": variant, "dtype": dtype,
+        tags={"stage": "app_fps", "arch": arch, "variant": variant, "precision": dtype,
               "target": target},
-        artifacts=[Path(out_json), Path(raw_log)],
+        artifacts=[Path(out_json), Path(raw_log)], source_model=Path(model_path),
     )
 
 

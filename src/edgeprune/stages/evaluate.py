@@ -28,6 +28,7 @@ from edgeprune.measurement.evaluate import (
     write_detections,
 )
 from edgeprune.reporting.tracking import RunRecord
+from edgeprune.stages.train import dataset_info
 
 
 def evaluate_artifact(config: Mapping[str, Any], arch: str, variant: str, runtime: str,
@@ -58,17 +59,30 @@ def evaluate_artifact(config: Mapping[str, Any], arch: str, variant: str, runtim
     lo, hi = scores["mAP_ci95"]
     return RunRecord(
         experiment=config["mlflow"]["experiment"], run_name=f"{arch}/{variant}/eval-{runtime}",
-        params={"stage": "evaluate", "arch": arch, "variant": variant, "runtime": runtime,
+        params={"stage": "evaluate", "arch": arch, "variant": variant,
+                **format_precision(runtime),
                 "metric": primary, "iou_threshold": float(config["evaluation"]["iou_threshold"]),
                 "test_sets": config["data"]["test_sets"],
                 "bootstrap_resamples": scores["bootstrap"]["resamples"],
                 "bootstrap_seed": scores["bootstrap"]["seed"]},
         metrics={"mAP": out["mAP"], "mAP_voc07": out["mAP_voc07"], "mAP_all": out["mAP_all"],
                  **_finite({"mAP_ci95_lo": lo, "mAP_ci95_hi": hi}),
-                 "inference_seconds": infer_s, **ap},
+                 "evaluate_seconds": infer_s, **ap},
         tags={"stage": "evaluate", "arch": arch, "variant": variant, "runtime": runtime},
-        artifacts=[Path(out_json)],
+        artifacts=[Path(out_json)], source_model=Path(model_path),
+        dataset=dataset_info(config, "test"),
     )
+
+
+#: OpenVINO's precision names in the MLflow vocabulary.
+_PRECISION = {"fp32": "float32", "fp16": "float16"}
+
+
+def format_precision(runtime: str) -> dict[str, str]:
+    """MLflow params of an evaluated artifact: ``keras`` -> format keras, precision float32;
+    ``tflite-int8`` -> tflite, int8; ``openvino-fp16`` -> openvino, float16."""
+    fmt, _, precision = runtime.partition("-")
+    return {"format": fmt, "precision": _PRECISION.get(precision, precision or "float32")}
 
 
 def score_detections(config: Mapping[str, Any], anns: Sequence[Annotation],

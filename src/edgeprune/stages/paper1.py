@@ -24,12 +24,19 @@ from edgeprune.compression.size import file_sizes, keras_counts
 from edgeprune.data.voc import load_images, load_sets
 from edgeprune.detection.model_io import load_keras, load_spec, save_keras, save_spec
 from edgeprune.detection.models.registry import anchors_for
-from edgeprune.detection.train import recalibrate, steps_per_epoch, train
+from edgeprune.detection.train import (
+    checkpoint_dir_for,
+    clear_checkpoints,
+    recalibrate,
+    resolve_device,
+    steps_per_epoch,
+    train,
+)
 from edgeprune.errors import EdgepruneError
 from edgeprune.fileio import write_json
 from edgeprune.jobs import JobLog
-from edgeprune.reporting.tracking import RunRecord
-from edgeprune.stages.train import load_train_data
+from edgeprune.reporting.tracking import RunRecord, keras_model, sha256_file
+from edgeprune.stages.train import dataset_info, load_train_data, train_fingerprint
 from edgeprune.tfenv import setup
 
 #: Variant name of the control: the base detector fine-tuned with the pruning runs' schedule,
@@ -62,6 +69,8 @@ def prune_finetune(config: Mapping[str, Any], sparsity: float, variant: str,
     # The pruning wrappers make the training graph large; Grappler's rewrite of it costs more
     # than it saves over a short fine-tune (about a third of the job on 2 cores).
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    # float32 on any device: tfmot's pruning wrappers are not mixed-precision safe.
+    device = resolve_device(tf, C.train_config(config).device)
     spec, _ = load_spec(base_spec)
     arch = spec.arch
     model = load_keras(base_model, keras)
@@ -78,8 +87,14 @@ def prune_finetune(config: Mapping[str, Any], sparsity: float, variant: str,
     log(f"{variant}: target sparsity {sparsity} ({pcfg.scope}, {pcfg.schedule}) over "
         f"{len(prunable_layers(model, pcfg.layer_types))} {'/'.join(pcfg.layer_types)} layers, "
         f"{epochs} fine-tune epochs ({total_steps} steps)")
+    # Checkpoints every epoch (weights, optimizer, pruning step and masks): a killed job
+    # resumes after its last epoch.
+    ckpt = checkpoint_dir_for(model_out)
+    fingerprint = train_fingerprint(config, data, tcfg, sparsity=sparsity, prune=pcfg.__dict__,
+                                    base=sha256_file(base_model))
     t0 = time.perf_counter()
-    history = train(pruned, data, anchors, tcfg, log=log, callbacks=[update_step_callback()])
+    history = train(pruned, data, anchors, tcfg, log=log, callbacks=[update_step_callback()],
+                    checkpoint_dir=ckpt, fingerprint=fingerprint)
     seconds = time.perf_counter() - t0
     final = strip(pruned)
     recalibrate(final, data, tcfg, log)
@@ -96,16 +111,25 @@ def prune_finetune(config: Mapping[str, Any], sparsity: float, variant: str,
                "sparsity": reached["sparsity"], "finetune_seconds": seconds}
     write_json(metrics_out, {"arch": arch, "variant": variant, "metrics": metrics,
                              "per_layer_sparsity": reached["per_layer"], "history": history})
+    clear_checkpoints(ckpt)
     return RunRecord(
         experiment=config["mlflow"]["experiment"], run_name=f"{arch}/{variant}/prune",
-        params={"stage": "prune", "arch": arch, "variant": variant, "sparsity": sparsity,
+        params={"stage": "prune", "arch": arch, "variant": variant,
+                "sparsity_target": sparsity, "format": "keras", "precision": "float32",
                 "scope": pcfg.scope, "schedule": pcfg.schedule,
                 "layer_types": list(pcfg.layer_types), "finetune_epochs": epochs,
-                "learning_rate": tcfg.learning_rate, "seed": tcfg.seed, "threads": threads},
-        metrics={k: v for k, v in metrics.items() if isinstance(v, int | float)},
+                "learning_rate": tcfg.learning_rate, "seed": tcfg.seed, "threads": threads,
+                "device": device},
+        # MLflow vocabulary: the target is a param, the reached sparsity a metric.
+        metrics={**{k: v for k, v in metrics.items() if isinstance(v, int | float)
+                    and k not in ("target_sparsity", "sparsity", "finetune_seconds")},
+                 "sparsity_reached": reached["sparsity"], "prune_seconds": seconds},
         history={k: v for k, v in history.items() if k != "seconds"},
         tags={"stage": "prune", "arch": arch, "variant": variant},
         artifacts=[Path(model_out), Path(spec_out)],
+        model=Path(model_out), source_model=Path(base_model),
+        dataset=dataset_info(config, "train"),
+        keras_model=keras_model(final, model_out, [spec_out]),
     )
 
 
@@ -140,8 +164,9 @@ def convert_tflite(config: Mapping[str, Any], variant: str, dtype: str,
     return RunRecord(
         experiment=config["mlflow"]["experiment"],
         run_name=f"{spec.arch}/{variant}/tflite-{dtype}",
-        params={"stage": "convert", "arch": spec.arch, "variant": variant, "dtype": dtype},
+        params={"stage": "convert", "arch": spec.arch, "variant": variant, "format": "tflite",
+                "precision": dtype},
         metrics={**sizes, "convert_seconds": seconds},
-        tags={"stage": "convert", "arch": spec.arch, "variant": variant, "dtype": dtype},
-        artifacts=[Path(out_path)],
+        tags={"stage": "convert", "arch": spec.arch, "variant": variant, "precision": dtype},
+        artifacts=[Path(out_path)], model=Path(out_path), source_model=Path(model_path),
     )

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from edgeprune import config as C
-from edgeprune.compression.cluster.convert import RUNTIME_FORMAT, write_artifacts
+from edgeprune.compression.cluster.backend import get_backend
+from edgeprune.compression.cluster.convert import RUNTIME_FORMAT
 from edgeprune.compression.cluster.cost import model_cost
 from edgeprune.compression.cluster.measure import (
     TestSet,
@@ -123,6 +124,8 @@ def sweep_build(config: Mapping[str, Any], arch: str, layer: str, model_path: st
     if layer not in s.sweep.layers.get(arch, []):
         raise ConfigError(f"config key 'paper2.sweep.layers.{arch}': {layer!r} is not listed")
     model, spec, keras, anchors = _load_base(config, model_path, spec_path, threads)
+    backend = get_backend(s.backend, keras)
+    model = backend.load(model, spec)          # torch: the ported Keras base
     test = load_test_set(config, spec.input_size, anchors, s.eval_images)
     formats = _formats(s)
     sw = s.sweep
@@ -130,13 +133,13 @@ def sweep_build(config: Mapping[str, Any], arch: str, layer: str, model_path: st
         f"{sw.max_removed} removed), formats {formats}, {len(test.annotations)} test images")
     t0 = time.perf_counter()
     rows = sweep_layer(model, spec, layer, sw.step, sw.min_filters, formats, Path(out_dir),
-                       test, threads, log, s.accuracy, keras, sw.max_removed)
+                       test, threads, log, s.accuracy, keras, sw.max_removed, backend)
     seconds = time.perf_counter() - t0
     layer_rows: list[dict[str, Any]] = []
     if sw.isolated:
         t1 = time.perf_counter()
         layer_rows = sweep_isolated(model, layer, sw.isolated_step, sw.min_filters, formats,
-                                    Path(out_dir), log, keras, sw.max_removed)
+                                    Path(out_dir), log, keras, sw.max_removed, backend)
         log(f"{layer} alone: {len(layer_rows)} points built in {time.perf_counter() - t1:.1f} s")
     write_json(points_json, {"arch": arch, "layer": layer, "formats": list(formats),
                              "step": sw.step, "isolated_step": sw.isolated_step,
@@ -150,12 +153,13 @@ def sweep_build(config: Mapping[str, Any], arch: str, layer: str, model_path: st
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/sweep-{layer}/build",
         params={"stage": "paper2_sweep_build", "arch": arch, "layer": layer,
+                "backend": s.backend,
                 "method": "single-layer", "step": sw.step, "min_filters": sw.min_filters,
                 "max_removed": str(sw.max_removed), "isolated": sw.isolated,
                 "isolated_step": sw.isolated_step, "formats": ",".join(formats),
                 "accuracy": s.accuracy},
         metrics={"points": len(rows), "layer_points": len(layer_rows),
-                 "width": rows[0]["filters_left"], "seconds": seconds,
+                 "width": rows[0]["filters_left"], "sweep_build_seconds": seconds,
                  "params": rows[0]["params"], "macs": rows[0]["macs"], **convert,
                  **{k: rows[0][k] for k in map_keys}},
         history={**history, "filters_left": [r["filters_left"] for r in rows],
@@ -207,6 +211,7 @@ def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
                 f"{r['latency_ci95_hi_ms']:.4f}] on {target}")
         rows += scoped
     df = pd.DataFrame(rows)
+    df.insert(1, "backend", s.backend)
     write_csv(df, out_csv)
     net = df[df["scope"] == "network"]
     metrics = {"latency_median_ms_full": float(net["latency_median_ms"].iloc[0]),
@@ -221,6 +226,7 @@ def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/sweep-{layer}/{target}",
         params={"stage": "paper2_sweep_time", "arch": arch, "layer": layer,
+                "backend": s.backend,
                 "method": "single-layer", "target": target, "runtime": tgt.runtime,
                 "seconds": t.seconds, "block_runs": t.block_runs,
                 "blocks_per_group": t.blocks_per_group, "warmup": t.warmup,
@@ -340,6 +346,7 @@ def cluster_sizes(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/cluster-size",
         params={"stage": "paper2_cluster_size", "arch": arch, "size_from": s.size_from,
+                "backend": s.backend,
                 "override": str(s.size), "P": json.dumps(sizes), "phase": json.dumps(phases),
                 "period": {k: v for k, v in s.period.__dict__.items()}},
         metrics={**metrics, "P_default": default},
@@ -364,7 +371,7 @@ def finetune_config(base: Any, ft: Any, epochs: int, batch: int) -> Any:
 
 
 def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: Any,
-               anchors: np.ndarray, log: JobLog) -> Any:
+               anchors: np.ndarray, log: JobLog, backend: str = "keras") -> Any:
     """A ``finetune(model, spec)`` callable running ``paper2.whole.finetune.updates`` optimiser
     steps at ``lr_factor`` x the base learning rate (constant, no warm-up). Only the training
     images those updates visit are loaded: ``updates`` batches, spread over as few epochs as
@@ -390,8 +397,13 @@ def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: An
 
     def finetune(model: Any, _spec: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
-        hist = train(model, subset, anchors, cfg, log=lambda m: None)
-        recalibrate(model, subset, cfg, log=lambda m: None)
+        if backend == "torch":   # same data, settings and target encoding; torch loss + step
+            from edgeprune.compression.torch_backend.train import finetune_torch
+
+            hist = finetune_torch(model, subset, anchors, cfg)
+        else:
+            hist = train(model, subset, anchors, cfg, log=lambda m: None)
+            recalibrate(model, subset, cfg, log=lambda m: None)
         return {"finetune_updates": epochs * steps_per_epoch(len(subset), batch),
                 "finetune_lr": cfg.learning_rate, "finetune_loss": hist["loss"][-1],
                 "finetune_s": time.perf_counter() - t0}
@@ -407,6 +419,8 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
     with widths, cost and mAP."""
     s = paper2_settings(config)
     model, spec, keras, anchors = _load_base(config, model_path, spec_path, threads)
+    backend = get_backend(s.backend, keras)
+    model = backend.load(model, spec)          # torch: the ported Keras base
     doc = read_json(sizes_json)
     sizes, phases = doc["sizes"], doc.get("phases") or {}
     layers = s.whole.layers[arch]
@@ -415,7 +429,7 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
                      steps=s.whole.steps,
                      phases={k: None if phases.get(k) is None else int(phases[k])
                              for k in layers})
-    points = plan_points(model, spec, plan)
+    points = plan_points(model, spec, plan, backend)
     log(f"{arch}/{method}: layers {plan.layers}, cluster sizes {plan.sizes}, phases "
         f"{plan.phases}; measuring at "
         f"{[c for _, c in points]} filters removed")
@@ -425,11 +439,12 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
 
     def measure_as(series: str) -> Any:
         def measure(m: Any, sp: Any, step: int) -> dict[str, Any]:
-            arts = write_artifacts(m, out / f"{series}_{step:02d}", formats)
-            row: dict[str, Any] = {**model_cost(m)}
+            arts = backend.artifacts(m, out / f"{series}_{step:02d}", formats)
+            row: dict[str, Any] = {**backend.cost(m)}
             for fmt, art in arts.items():
                 row[f"file_{fmt}"] = art.path.name
-            maps = model_maps(m, arts, s.accuracy, test, threads)
+            maps = model_maps(m, arts, s.accuracy, test, threads, backend.runner(m),
+                              backend.name)
             row.update(maps)
             log(f"{series} step {step}: {row['params']:,} params, " + format_maps(maps))
             return row
@@ -439,13 +454,14 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
                 "widths": {k: int(v) for k, v in plan_widths(spec, plan).items()},
                 **measure_as("base")(model, spec, 0)}
     series = {"oneshot": run_series(model, spec, plan, method, points, measure_as("oneshot"),
-                                    None, keras)}
+                                    None, keras, backend)}
     if s.whole.finetune.enabled:
-        tune = _finetuner(config, s, arch, spec, anchors, log)
-        fresh = load_keras(model_path, keras)
+        tune = _finetuner(config, s, arch, spec, anchors, log, backend.name)
+        fresh = backend.load(load_keras(model_path, keras), spec)
         series["finetuned"] = run_series(fresh, spec, plan, method, points,
-                                         measure_as("finetuned"), tune, keras)
-    write_json(out_json, {"arch": arch, "method": method, "sizes": plan.sizes,
+                                         measure_as("finetuned"), tune, keras, backend)
+    write_json(out_json, {"arch": arch, "method": method, "backend": backend.name,
+                          "sizes": plan.sizes,
                           "phases": plan.phases,
                           "layers": plan.layers, "points": points, "formats": list(formats),
                           "base": base_row, "series": series})
@@ -461,6 +477,7 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/whole-{method}/build",
         params={"stage": "paper2_whole_build", "arch": arch, "method": method,
+                "backend": s.backend,
                 "P": json.dumps(plan.sizes), "layers": ",".join(plan.layers),
                 "measure_every": plan.every, "steps": plan.steps, "min_filters": plan.min_left,
                 "finetune_updates": ft.updates if ft.enabled else 0,
@@ -523,7 +540,8 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
     table = []
     for r in rows:
         fps = app.get((r["series"], r["method"], int(r["step"])), {})
-        table.append({"arch": arch, "target": target, "runtime": tgt.runtime,
+        table.append({"arch": arch, "backend": s.backend, "target": target,
+                      "runtime": tgt.runtime,
                       "method": r["method"], "finetuned": bool(r["finetuned"]),
                       "step": r["step"], "removed": r["removed"],
                       "widths": json.dumps(r["widths"]), "params": r["params"],
@@ -543,11 +561,12 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
         metrics[f"latency_diff_pct_{tag}_final"] = float(sub["diff_pct"].iloc[-1])
         history[f"latency_median_ms_{tag}"] = sub["latency_median_ms"].tolist()
         history[f"mAP_{tag}"] = sub["mAP"].tolist()
-    metrics.update({f"app_fps_{k[1]}_{k[0]}": v["fps"] for k, v in app.items()})
+    metrics.update({f"fps_app_{k[1]}_{k[0]}": v["fps"] for k, v in app.items()})
     t = s.whole.timing
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/paper2/whole/{target}",
         params={"stage": "paper2_whole_time", "arch": arch, "target": target,
+                "backend": s.backend,
                 "runtime": tgt.runtime, "method": "filter,cluster",
                 "P": json.dumps(builds[0]["sizes"]), "seconds": t.seconds,
                 "block_runs": t.block_runs, "blocks_per_group": t.blocks_per_group,
@@ -741,6 +760,8 @@ def report(config: Mapping[str, Any], sizes_jsons: Sequence[str], build_jsons: S
     t2 = speed_table(whole, "latency_median_ms", s.table_finetuned, s.table_step, False)
     t3 = speed_table(whole, "app_fps", s.table_finetuned, s.table_step, True)
     periods = _period_table(sizes, {n: t.runtime for n, t in s.targets.items()})
+    for t in (t1, t2, t3):
+        t.insert(1, "backend", s.backend)
     for df, path in ((t1, table1_csv), (t2, table2_csv), (t3, table3_csv),
                      (periods, periods_csv)):
         write_csv(df, path)
@@ -750,7 +771,8 @@ def report(config: Mapping[str, Any], sizes_jsons: Sequence[str], build_jsons: S
         plot_whole(sub, arch, "latency_median_ms", "latency (ms, median)", "target",
                    figure_paths(figure_dir, names[0]))
         acc = sub[sub["target"] == s.size_from]
-        label = "mAP (Keras model)" if s.accuracy == "keras" else f"mAP ({s.size_from} file)"
+        label = f"mAP ({'Keras' if s.backend == 'keras' else 'torch'} model)" \
+            if s.accuracy == "keras" else f"mAP ({s.size_from} file)"
         plot_whole(acc, arch, "mAP", label, "finetuned", figure_paths(figure_dir, names[1]))
     write_text(summary_md, _closing_note(s, periods, sizes, t2, t3, t1))
     log("\n" + t2.to_string(index=False))
@@ -767,7 +789,7 @@ def report(config: Mapping[str, Any], sizes_jsons: Sequence[str], build_jsons: S
                     metrics[f"gain_pct_{kind}_{r['arch']}_{target}{suffix}"] = float(r[col])
     return RunRecord(
         experiment=_experiment(config), run_name="paper2/report",
-        params={"stage": "paper2_report", "archs": ",".join(s.archs),
+        params={"stage": "paper2_report", "archs": ",".join(s.archs), "backend": s.backend,
                 "targets": ",".join(s.targets), "table_step": s.table_step,
                 "finetuned": s.table_finetuned},
         metrics=metrics, tags={"stage": "paper2"},
@@ -797,10 +819,11 @@ def openvino_ir(config: Mapping[str, Any], arch: str, variant: str, precision: s
     return RunRecord(
         experiment=_experiment(config), run_name=f"{arch}/{variant}/openvino-{precision}",
         params={"stage": "openvino_ir", "arch": arch, "variant": variant,
-                "precision": precision},
+                "format": "openvino", "precision": {"fp32": "float32"}.get(precision, "float16")},
         metrics={"convert_seconds": seconds, "bin_mb": weights["size_mb"],
                  "bin_gzip_mb": weights["gzip_mb"], **model_cost(model)},
         tags={"stage": "openvino_ir", "arch": arch, "variant": variant},
+        artifacts=list(ir_files(xml)), model=Path(xml), source_model=Path(model_path),
     )
 
 

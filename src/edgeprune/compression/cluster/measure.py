@@ -62,15 +62,17 @@ def artifact_map(fmt: str, path: Path, test: TestSet,
 
 
 def model_maps(model: Any, artifacts: Mapping[str, Any], accuracy: str, test: TestSet,
-               threads: int) -> dict[str, Any]:
-    """mAP of a thinned model: once on the Keras model (``accuracy="keras"``; float32 runtimes
-    agree with it up to rounding) or per converted artifact with its own runtime
-    (``"per_format"``). Keys are ``mAP_keras`` or ``mAP_<format>``, each with its 95 %
-    interval under ``ci95_mAP_<key>`` (``[lo, hi]``)."""
+               threads: int, runner: Runner | None = None,
+               framework: str = "keras") -> dict[str, Any]:
+    """mAP of a thinned model: once on the framework model (``accuracy="keras"``: the Keras
+    model, or ``runner`` over the ``framework``'s model; float32 runtimes agree with it up to
+    rounding) or per converted artifact with its own runtime (``"per_format"``). Keys are
+    ``mAP_<framework>`` or ``mAP_<format>``, each with its 95 % interval under
+    ``ci95_mAP_<key>`` (``[lo, hi]``)."""
     if accuracy == "keras":
         from edgeprune.detection.detect import keras_runner
 
-        found = {"keras": runner_map(keras_runner(model), test)}
+        found = {framework: runner_map(runner or keras_runner(model), test)}
     elif accuracy == "per_format":
         found = {fmt: artifact_map(fmt, art.path, test, threads)
                  for fmt, art in artifacts.items()}
@@ -90,13 +92,18 @@ def format_maps(maps: Mapping[str, Any]) -> str:
 
 
 def map_for(row: Mapping[str, Any], fmt: str) -> float:
-    """The mAP a target reading ``fmt`` files sees: its own if measured, else the Keras one."""
-    return float(row.get(f"mAP_{fmt}", row.get("mAP_keras", float("nan"))))
+    """The mAP a target reading ``fmt`` files sees: its own if measured, else the framework
+    model's (Keras or torch)."""
+    return float(row.get(f"mAP_{fmt}", row.get(f"mAP_{_framework(row)}", float("nan"))))
+
+
+def _framework(row: Mapping[str, Any]) -> str:
+    return "torch" if "mAP_torch" in row else "keras"
 
 
 def map_columns(row: Mapping[str, Any], fmt: str) -> dict[str, float]:
     """``mAP`` with ``mAP_ci95_lo/_hi`` for a table row, the way :func:`map_for` picks it."""
-    key = fmt if f"mAP_{fmt}" in row else "keras"
+    key = fmt if f"mAP_{fmt}" in row else _framework(row)
     lo, hi = row.get(f"ci95_mAP_{key}", (float("nan"), float("nan")))
     return {"mAP": map_for(row, fmt), "mAP_ci95_lo": float(lo), "mAP_ci95_hi": float(hi)}
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edgeprune.compression.cluster.backend import BACKENDS, TORCH_ARCHS
 from edgeprune.compression.cluster.period import PeriodSettings
 from edgeprune.compression.cluster.surgery import prunable_layers
 from edgeprune.detection.models import ARCHITECTURES
@@ -29,6 +30,7 @@ OPTIMIZERS = ("adam", "sgd")
 DEFAULTS: dict[str, Any] = {
     "archs": ["ssd_mobilenet_v1", "ssd_squeezenet"],
     "targets": ["host-openvino", "host-litert"],
+    "backend": "keras",
     "accuracy": "keras",
     "eval_images": 50,
     "sweep": {
@@ -142,6 +144,7 @@ class Paper2Settings:
     app_frames: int
     app_warmup: int
     app_passes: int
+    backend: str = "keras"
 
 
 def _merge(base: Any, over: Any) -> Any:
@@ -277,6 +280,15 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
     """Validate ``config["paper2"]`` (missing keys take :data:`DEFAULTS`)."""
     raw = raw_section(config)
     archs = _archs(config, raw["archs"], "archs" in (config.get("paper2") or {}))
+    backend = raw["backend"]
+    if backend not in BACKENDS:
+        raise ConfigError(f"config key 'paper2.backend': expected one of {BACKENDS}, "
+                          f"got {backend!r}")
+    if backend == "torch":
+        other = [a for a in archs if a not in TORCH_ARCHS]
+        if other:
+            raise ConfigError(f"config key 'paper2.archs': {other} have no torch model "
+                              f"(paper2.backend: torch prunes {list(TORCH_ARCHS)})")
     sw, pe, wh, ft = raw["sweep"], raw["period"], raw["whole"], raw["whole"]["finetune"]
     iso = sw["isolated"]
     sweep = SweepSettings(
@@ -341,5 +353,6 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
         app_frames=_int(raw["app_fps"], "frames", "paper2.app_fps", 1),
         app_warmup=_int(raw["app_fps"], "warmup", "paper2.app_fps", 0),
         app_passes=_int(raw["app_fps"], "passes", "paper2.app_fps", 1),
+        backend=backend,
     )
 

@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeprune.compression.cluster.algorithm import sweep_points
-from edgeprune.compression.cluster.convert import Artifact, write_artifacts, write_model_artifacts
-from edgeprune.compression.cluster.cost import model_cost
-from edgeprune.compression.cluster.importance import ascending_order, conv_kernel, theta_mw
-from edgeprune.compression.cluster.isolate import isolate_layer
+from edgeprune.compression.cluster.backend import Backend, keras_backend
+from edgeprune.compression.cluster.convert import Artifact
+from edgeprune.compression.cluster.importance import ascending_order
 from edgeprune.compression.cluster.measure import TestSet, format_maps, model_maps
-from edgeprune.compression.cluster.surgery import prune_filters
 from edgeprune.detection.models import DetectorSpec
 
 
@@ -33,17 +31,17 @@ def window_points(width: int, step: int, min_left: int, max_removed: int | None)
     return [left for left in points if width - left <= max_removed]
 
 
-def _removal_order(model: Any, layer: str) -> tuple[list[int], int]:
-    scores = theta_mw(conv_kernel(model, layer))
+def _removal_order(model: Any, layer: str, backend: Backend) -> tuple[list[int], int]:
+    scores = backend.scores(model, [layer])[layer]
     return [int(i) for i in ascending_order(scores)], len(scores)
 
 
-def _point_row(layer: str, scope: str, left: int, width: int, removed: list[int], model: Any,
-               arts: dict[str, Artifact]) -> dict[str, Any]:
+def _point_row(layer: str, scope: str, left: int, width: int, removed: list[int],
+               cost: dict[str, int], arts: dict[str, Artifact]) -> dict[str, Any]:
     """One sweep point's row: layer, scope, filters left and pruned, removed indices, the
-    parameters and MACs of ``model``, and each artifact's file name and conversion seconds."""
+    parameters and MACs (``cost``), and each artifact's file name and conversion seconds."""
     row: dict[str, Any] = {"layer": layer, "scope": scope, "filters_left": left,
-                           "pruned": width - left, "removed": removed, **model_cost(model)}
+                           "pruned": width - left, "removed": removed, **cost}
     for fmt, art in arts.items():
         row[f"file_{fmt}"] = art.path.name
         row[f"convert_s_{fmt}"] = art.seconds
@@ -53,19 +51,22 @@ def _point_row(layer: str, scope: str, left: int, width: int, removed: list[int]
 def sweep_layer(model: Any, spec: DetectorSpec, layer: str, step: int, min_left: int,
                 formats: tuple[str, ...], out_dir: Path, test: TestSet, threads: int,
                 log: Callable[[str], None], accuracy: str = "keras",
-                keras: Any = None, max_removed: int | None = None) -> list[dict[str, Any]]:
+                keras: Any = None, max_removed: int | None = None,
+                backend: Backend | None = None) -> list[dict[str, Any]]:
     """Whole-network sweep: one row per point (filters left, from the full width down to
     ``min_left`` or ``max_removed`` filters removed): removed filter indices, parameters, MACs,
-    conversion seconds and mAP (``mAP_keras``, or ``mAP_<format>`` per artifact with
-    ``accuracy="per_format"``; one evaluator for all). Files are ``<out_dir>/<left>.<suffix>``."""
-    order, width = _removal_order(model, layer)
+    conversion seconds and mAP (``mAP_<backend>`` on the framework model, or ``mAP_<format>``
+    per artifact with ``accuracy="per_format"``; one evaluator for all). Files are
+    ``<out_dir>/<left>.<suffix>``. ``backend`` (default: Keras) ranks, prunes and converts."""
+    b = backend or keras_backend(keras)
+    order, width = _removal_order(model, layer, b)
     rows = []
     for left in window_points(width, step, min_left, max_removed):
         removed = sorted(order[:width - left])
-        thin = prune_filters(model, spec, {layer: removed}, keras)[0] if removed else model
-        arts = write_artifacts(thin, out_dir / f"{left:04d}", formats)
-        row = _point_row(layer, "network", left, width, removed, thin, arts)
-        maps = model_maps(thin, arts, accuracy, test, threads)
+        thin = b.prune(model, spec, {layer: removed})[0] if removed else model
+        arts = b.artifacts(thin, out_dir / f"{left:04d}", formats)
+        row = _point_row(layer, "network", left, width, removed, b.cost(thin), arts)
+        maps = model_maps(thin, arts, accuracy, test, threads, b.runner(thin), b.name)
         row.update(maps)
         log(f"{layer}: {left}/{width} filters left, {row['macs']:,} MACs, "
             + format_maps(maps) + ", convert "
@@ -76,19 +77,21 @@ def sweep_layer(model: Any, spec: DetectorSpec, layer: str, step: int, min_left:
 
 def sweep_isolated(model: Any, layer: str, step: int, min_left: int, formats: tuple[str, ...],
                    out_dir: Path, log: Callable[[str], None], keras: Any = None,
-                   max_removed: int | None = None) -> list[dict[str, Any]]:
+                   max_removed: int | None = None,
+                   backend: Backend | None = None) -> list[dict[str, Any]]:
     """Isolated-layer sweep: the same removal order as :func:`sweep_layer`, applied to the
     layer's unit alone; one row per point with filters left, removed indices, parameters, MACs
     of the unit, files ``<out_dir>/layer_<left>.<suffix>`` and conversion seconds (no mAP: the
     unit is not a detector)."""
-    order, width = _removal_order(model, layer)
+    b = backend or keras_backend(keras)
+    order, width = _removal_order(model, layer, b)
     rows = []
     for left in window_points(width, step, min_left, max_removed):
         removed = sorted(order[:width - left])
         keep = sorted(set(range(width)) - set(removed))
-        unit = isolate_layer(model, layer, keras, keep)
-        arts = write_model_artifacts(unit, out_dir / f"layer_{left:04d}", formats)
-        rows.append(_point_row(layer, "layer", left, width, removed, unit, arts))
-    log(f"{layer} alone: {len(rows)} points from {width} filters, input "
-        f"{tuple(model.get_layer(layer).input_shape[1:])}")
+        unit = b.isolate(model, layer, keep)
+        arts = b.unit_artifacts(unit, out_dir / f"layer_{left:04d}", formats)
+        rows.append(_point_row(layer, "layer", left, width, removed, b.cost(unit), arts))
+    log(f"{layer} alone: {len(rows)} points from {width} filters, unit input "
+        f"{tuple(b.unit_shape(model, layer))}")
     return rows

@@ -27,9 +27,8 @@ from edgeprune.compression.cluster.algorithm import (
     take_filters,
     take_groups,
 )
-from edgeprune.compression.cluster.importance import layer_scores
+from edgeprune.compression.cluster.backend import Backend, keras_backend
 from edgeprune.compression.cluster.period import most_common
-from edgeprune.compression.cluster.surgery import prune_filters
 from edgeprune.detection.models import DetectorSpec, resolve_widths
 from edgeprune.errors import ConfigError
 
@@ -57,16 +56,18 @@ def _widths(spec: DetectorSpec, layers: list[str]) -> dict[str, int]:
     return {k: widths[k] for k in layers}
 
 
-def _groups(model: Any, spec: DetectorSpec, plan: WholePlan) -> list[Any]:
-    scores = layer_scores(model, plan.layers)
+def _groups(model: Any, spec: DetectorSpec, plan: WholePlan,
+            backend: Backend | None = None) -> list[Any]:
+    scores = (backend or keras_backend()).scores(model, plan.layers)
     return group_schedule(cluster_groups(scores, plan.sizes, plan.phases),
                           _widths(spec, plan.layers),
                           plan.min_left)
 
 
-def plan_points(model: Any, spec: DetectorSpec, plan: WholePlan) -> list[tuple[int, int]]:
+def plan_points(model: Any, spec: DetectorSpec, plan: WholePlan,
+                backend: Backend | None = None) -> list[tuple[int, int]]:
     """(groups, filters removed) at each measuring step of the one-shot cluster schedule."""
-    points = measure_points(_groups(model, spec, plan), plan.every, plan.steps)
+    points = measure_points(_groups(model, spec, plan, backend), plan.every, plan.steps)
     if not points:
         raise ConfigError(
             f"config key 'paper2.whole': no cluster of the layers {plan.layers} can be removed "
@@ -76,24 +77,24 @@ def plan_points(model: Any, spec: DetectorSpec, plan: WholePlan) -> list[tuple[i
 
 
 def oneshot_removal(model: Any, spec: DetectorSpec, plan: WholePlan, method: str,
-                    point: tuple[int, int]) -> Removal:
+                    point: tuple[int, int], backend: Backend | None = None) -> Removal:
     """Filters to remove from the unpruned ``model`` at one measuring point."""
     groups, count = point
     if method == "cluster":
-        return take_groups(_groups(model, spec, plan), groups)
-    scores = layer_scores(model, plan.layers)
+        return take_groups(_groups(model, spec, plan, backend), groups)
+    scores = (backend or keras_backend()).scores(model, plan.layers)
     return take_filters(filter_schedule(scores, plan.min_left), count)
 
 
 def next_removal(model: Any, spec: DetectorSpec, plan: WholePlan, method: str,
-                 count: int) -> Removal:
+                 count: int, backend: Backend | None = None) -> Removal:
     """About ``count`` more filters ranked on the current weights (exactly ``count`` for filter
     pruning; whole groups reaching at least ``count`` for cluster pruning)."""
     if method == "filter":
-        return take_filters(filter_schedule(layer_scores(model, plan.layers), plan.min_left),
-                            count)
+        scores = (backend or keras_backend()).scores(model, plan.layers)
+        return take_filters(filter_schedule(scores, plan.min_left), count)
     chosen, removed = 0, 0
-    groups = _groups(model, spec, plan)
+    groups = _groups(model, spec, plan, backend)
     while removed < count and chosen < len(groups):
         removed += len(groups[chosen].filters)
         chosen += 1
@@ -104,25 +105,27 @@ def run_series(base: Any, spec: DetectorSpec, plan: WholePlan, method: str,
                points: list[tuple[int, int]],
                measure: Callable[[Any, DetectorSpec, int], dict[str, Any]],
                finetune: Callable[[Any, DetectorSpec], dict[str, Any]] | None,
-               keras: Any = None) -> list[dict[str, Any]]:
+               keras: Any = None, backend: Backend | None = None) -> list[dict[str, Any]]:
     """Prune ``base`` step by step and ``measure(model, spec, step)`` after each step.
 
     Without ``finetune`` the removals are one-shot from ``base``; with it they are iterative
     (re-ranked on the fine-tuned weights). Each row has the step, filters removed and the
     filters left per pruned layer, plus whatever ``measure`` and ``finetune`` return.
+    ``backend`` (default: the Keras surgery) ranks and removes the filters.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    b = backend or keras_backend(keras)
     rows = []
     current, current_spec, removed = base, spec, 0
     for step, point in enumerate(points, start=1):
         if finetune is None:
-            removal = oneshot_removal(base, spec, plan, method, point)
-            current, current_spec = prune_filters(base, spec, removal, keras)
+            removal = oneshot_removal(base, spec, plan, method, point, b)
+            current, current_spec = b.prune(base, spec, removal)
             removed = sum(len(v) for v in removal.values())
         else:
-            removal = next_removal(current, current_spec, plan, method, point[1] - removed)
-            current, current_spec = prune_filters(current, current_spec, removal, keras)
+            removal = next_removal(current, current_spec, plan, method, point[1] - removed, b)
+            current, current_spec = b.prune(current, current_spec, removal)
             removed += sum(len(v) for v in removal.values())
         row: dict[str, Any] = {"method": method, "finetuned": finetune is not None,
                                "step": step, "removed": removed,

@@ -13,9 +13,24 @@
   requests (the tool refuses ``-nthreads`` alongside a hint).
 * ``litert-python`` / ``openvino`` -- ``remote_runner.py`` (shipped beside this module) is pushed
   and run with the target's Python; it returns every per-run sample, so all statistics exist.
+* ``trtexec`` -- TensorRT's tool on an SSH target (a Jetson): the ONNX model is copied, its engine
+  is built on the device once per model and precision (``fp16: true`` adds ``--fp16``) and kept
+  as ``engines/<model checksum>-<fp16|fp32>.plan``, then each timing loads it
+  (``--loadEngine --iterations=<runs> --duration=0``, trtexec's own 200 ms warm-up, whose query
+  count is recorded). The result is the ``GPU Compute Time`` summary (min, max, mean, median,
+  90th percentile where printed); ``Latency`` (with transfers) is kept in ``tool``.
+
+On a remote target, models live under their checksum, ``models/<sha256[:16]>.<suffix>`` (an IR's
+``.xml`` and ``.bin`` share a stem made from both checksums), so two models can never be confused
+on the device. Every job holds the device's lock (:meth:`Transport.lock`) from staging to the
+last timing, and first cleans the work folder (:func:`device_session`): ``.part`` files of
+interrupted copies older than 10 minutes go, and of the staged models only the current job's
+and the ``keep`` most recently used others stay (with their engines).
 
 The tool's stdout and stderr are kept verbatim in ``raw_log`` (written atomically, also when the
-tool fails) so that a result can always be traced back to what the device printed.
+tool fails, crashes or times out) so that a result can always be traced back to what the device
+printed. A crash is reported with its exit status or signal and last lines, an unreadable
+output as a one-line :class:`BenchmarkOutputError` naming the target and the field.
 
 Interleaved comparisons of several models (:mod:`edgeprune.measurement.compare`) come through
 :func:`compare_with_runner` (``remote_runner.py --compare``: every model timed in one process,
@@ -25,12 +40,15 @@ one invocation per model and group, in a seeded random order).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import random
+import re
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -42,9 +60,11 @@ from edgeprune.measurement.devices.parsers import (
     last_json_line,
     parse_benchmark_app,
     parse_benchmark_model,
+    parse_trtexec,
 )
 from edgeprune.measurement.devices.transport import (
     CommandResult,
+    CommandTimeout,
     Transport,
     local_sha256,
     transport_for,
@@ -52,10 +72,15 @@ from edgeprune.measurement.devices.transport import (
 from edgeprune.measurement.latency import LatencyStats, summarize
 from edgeprune.measurement.targets import Target
 
-__all__ = ["REMOTE_RUNNER", "compare_identity", "compare_with_runner", "interleave_tool",
-           "run_benchmark"]
+__all__ = ["PART_MAX_AGE_MIN", "REMOTE_RUNNER", "compare_identity", "compare_with_runner",
+           "device_session", "interleave_tool", "read_tool_output", "run_benchmark",
+           "staged_name"]
 
 REMOTE_RUNNER = Path(__file__).with_name("remote_runner.py")
+#: ``.part`` files (interrupted copies) older than this many minutes are removed.
+PART_MAX_AGE_MIN = 10
+_MODEL_RE = re.compile(r"^(?P<stem>[0-9a-f]{16})\.(?:tflite|onnx|xml|bin)$")
+_ENGINE_RE = re.compile(r"^(?P<stem>[0-9a-f]{16})-(?:fp16|fp32)\.plan$")
 
 
 @dataclass
@@ -69,6 +94,10 @@ class _Context:
     #: (local path, remote path) already staged this session; shared by the contexts of one
     #: comparison so that each file is checked and copied once.
     staged: set[tuple[str, str]] = field(default_factory=set)
+    #: Output of preparatory commands (a trtexec engine build) that goes before the tool's.
+    notes: list[str] = field(default_factory=list)
+    #: Engines known to exist on the device this session (trtexec).
+    engines: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -113,22 +142,39 @@ def _stage(ctx: _Context, local: Path, *remote_parts: str) -> str:
         raise FileNotFoundError(f"cannot stage {local}: no such file")
     if ctx.transport.sha256(remote) == digest:
         return remote
-    ctx.transport.push(local, remote)
-    after = ctx.transport.sha256(remote)
-    if after is not None and after != digest:
-        raise ctx.transport.error(f"{remote} has sha256 {after} after copying, expected {digest}")
+    if not ctx.transport.push(local, remote, digest):  # ssh checks the copy on the device
+        after = ctx.transport.sha256(remote)
+        if after is not None and after != digest:
+            raise ctx.transport.error(f"{remote} has sha256 {after} after copying, expected "
+                                      f"{digest}")
     ctx.pushed.append(remote)
     return remote
 
 
+def staged_name(model: Path) -> str:
+    """The model's file name on a device: ``<sha256[:16]><suffix>``; an OpenVINO IR's stem is
+    the checksum of both its files' checksums (its ``.bin`` is staged beside it)."""
+    digest = local_sha256(model)
+    if digest is None:
+        raise FileNotFoundError(f"cannot stage {model}: no such file")
+    if model.suffix == ".xml":
+        weights = local_sha256(model.with_suffix(".bin"))
+        if weights is None:
+            raise FileNotFoundError(f"OpenVINO IR {model} has no weights file "
+                                    f"{model.with_suffix('.bin')}")
+        digest = hashlib.sha256(f"{digest} {weights}".encode()).hexdigest()
+    return f"{digest[:16]}{model.suffix}"
+
+
 def _stage_model(ctx: _Context) -> str:
-    """Stage the model (and an OpenVINO IR's ``.bin`` weights) under ``<workdir>/models``."""
+    """Stage the model (and an OpenVINO IR's ``.bin`` weights) as ``<workdir>/models/`` +
+    :func:`staged_name`."""
+    if ctx.target.transport == "local":
+        return str(ctx.model)
+    name = staged_name(ctx.model)
     if ctx.model.suffix == ".xml":
-        weights = ctx.model.with_suffix(".bin")
-        if not weights.is_file():
-            raise FileNotFoundError(f"OpenVINO IR {ctx.model} has no weights file {weights}")
-        _stage(ctx, weights, "models", weights.name)
-    return _stage(ctx, ctx.model, "models", ctx.model.name)
+        _stage(ctx, ctx.model.with_suffix(".bin"), "models", PurePosixPath(name).stem + ".bin")
+    return _stage(ctx, ctx.model, "models", name)
 
 
 def _local_binary(target: Target) -> Path:
@@ -153,7 +199,93 @@ def _app_command(target: Target) -> str:
     raise ConfigError(f"{target.key('binary')}: {target.binary!r} not found on PATH")
 
 
+# --------------------------------------------------------------------------- device session
+
+
+def _clean_workdir(transport: Transport, workdir: str, keep: int, current: set[str]) -> list[str]:
+    """Remove old ``.part`` files and staged models beyond the ``keep`` most recently used.
+
+    ``current`` holds the stems of this job's models: they are touched (so that "recently used"
+    means used, not copied) and never removed. Returns the removed paths (relative to
+    ``workdir``).
+    """
+    touch = [f"models/{stem}{suffix}" for stem in sorted(current)
+             for suffix in (".tflite", ".onnx", ".xml", ".bin")]
+    script = (
+        'cd -- "$1" 2>/dev/null || exit 0; shift; '
+        f'find . -maxdepth 2 -name "*.part" -type f -mmin +{PART_MAX_AGE_MIN} '
+        '-exec rm -f -- {} + 2>/dev/null; '
+        'touch -c -- "$@" 2>/dev/null; '
+        'for d in models engines; do [ -d "$d" ] && ls -1t -- "$d" | sed "s|^|$d/|"; done; true'
+    )
+    listing = transport.run(["sh", "-c", script, "sh", workdir, *touch], timeout=120)
+    if listing.rc != 0:
+        raise transport.error(f"cannot list the work folder {workdir} ({listing.describe()}): "
+                              f"{listing.last_lines()}")
+    recent: list[str] = []
+    files: list[tuple[str, str]] = []
+    for line in listing.stdout.splitlines():
+        folder, _, name = line.strip().partition("/")
+        if folder == "models" and (match := _MODEL_RE.match(name)):
+            stem = match["stem"]
+            files.append((stem, line.strip()))
+            if stem not in recent and stem not in current:
+                recent.append(stem)
+        elif folder == "engines" and (match := _ENGINE_RE.match(name)):
+            files.append((match["stem"], line.strip()))
+    keep_stems = current | set(recent[:keep])
+    doomed = [path for stem, path in files if stem not in keep_stems]
+    if doomed:
+        removed = transport.run(["rm", "-f", "--", *(str(PurePosixPath(workdir, p))
+                                                     for p in doomed)], timeout=120)
+        if removed.rc != 0:
+            raise transport.error(f"cannot remove old models from {workdir}: "
+                                  f"{removed.last_lines()}")
+    return doomed
+
+
+@contextlib.contextmanager
+def device_session(target: Target, models: Sequence[Path],
+                   transport: Transport | None = None) -> Iterator[tuple[Transport, float]]:
+    """Hold ``target``'s device lock for the body and, on a remote target, clean its work
+    folder first (keeping ``models`` and the ``keep`` most recently used others). Yields
+    ``(transport, seconds waited for the lock)``."""
+    transport = transport or transport_for(target)
+    with transport.lock(target.workdir) as waited:
+        if target.transport != "local" and target.workdir is not None:
+            current = {PurePosixPath(staged_name(m)).stem for m in models}
+            _clean_workdir(transport, target.workdir, target.keep or 1, current)
+        yield transport, waited
+
+
+def _crash(ctx: _Context, result: CommandResult, raw_log: str | Path,
+           what: str | None = None) -> TargetError:
+    """A tool that ended with a failure status or a signal: status, last lines, raw log."""
+    return ctx.transport.error(
+        f"{what or ctx.target.runtime} {result.describe()}; last lines: {result.last_lines()}; "
+        f"output kept in {raw_log}")
+
+
+def _timed_out(exc: CommandTimeout, raw_log: str | Path) -> TargetError:
+    return TargetError(f"{exc}; partial output kept in {raw_log}")
+
+
+def _unreadable(ctx: _Context, exc: BenchmarkOutputError, raw_log: str | Path
+                ) -> BenchmarkOutputError:
+    return BenchmarkOutputError(
+        f"target '{ctx.target.name}' ({ctx.transport.address}): {ctx.target.runtime} output "
+        f"unreadable, field '{exc.field or 'result'}': {exc}; raw output kept in {raw_log}",
+        field=exc.field)
+
+
 # --------------------------------------------------------------------------- runtimes
+
+
+def _need(mapping: dict[str, Any], key: str, tool: str) -> Any:
+    """``mapping[key]``, or a BenchmarkOutputError naming the field."""
+    if key not in mapping or mapping[key] is None:
+        raise BenchmarkOutputError(f"{tool} lacks the field '{key}'", field=key)
+    return mapping[key]
 
 
 def _flag(value: bool) -> str:
@@ -192,19 +324,20 @@ def _measure_benchmark_model(ctx: _Context, text: str) -> _Measurement:
     phase = parsed["inference"]
     if not phase:
         raise BenchmarkOutputError(
-            "benchmark_model printed no statistics line (count=...) for the timed runs"
-        )
+            "benchmark_model printed no statistics line (count=...) for the timed runs",
+            field="count=")
+    tool = "benchmark_model's statistics line"
     if "avg" not in phase:  # "count=N curr=X(all same)": every run took the same time
-        same = phase["curr"]
+        same = _need(phase, "curr", tool)
         phase = {**phase, "avg": same, "min": same, "max": same, "median": same, "std": 0.0}
     us = 1000.0
     stats = LatencyStats.from_summary(
-        n=phase["count"],
-        mean_ms=phase["avg"] / us,
-        min_ms=phase["min"] / us,
-        max_ms=phase["max"] / us,
+        n=_need(phase, "count", tool),
+        mean_ms=_need(phase, "avg", tool) / us,
+        min_ms=_need(phase, "min", tool) / us,
+        max_ms=_need(phase, "max", tool) / us,
         median_ms=phase["median"] / us if "median" in phase else None,
-        std_ms=phase["std"] / us,
+        std_ms=_need(phase, "std", tool) / us,
     )
     return _Measurement(stats, "benchmark_model", None, tool=parsed)
 
@@ -227,7 +360,8 @@ def _measure_benchmark_app(ctx: _Context, text: str) -> _Measurement:
     parsed = parse_benchmark_app(text)
     missing = [k for k in ("median_ms", "average_ms", "min_ms", "max_ms") if parsed[k] is None]
     if missing:
-        raise BenchmarkOutputError(f"benchmark_app output lacks {', '.join(missing)}")
+        raise BenchmarkOutputError(f"benchmark_app output lacks {', '.join(missing)}",
+                                   field=missing[0])
     stats = LatencyStats.from_summary(
         n=parsed["count"] or ctx.runs,
         mean_ms=parsed["average_ms"],
@@ -270,16 +404,72 @@ def _exec_runner(ctx: _Context) -> _Execution:
 def _runner_payload(text: str) -> dict[str, Any]:
     payload = last_json_line(text, "samples_ms")
     if payload is None:
-        raise BenchmarkOutputError("remote_runner.py printed no JSON result line")
+        raise BenchmarkOutputError("remote_runner.py printed no JSON result line",
+                                   field="JSON result line")
     return payload
 
 
 def _measure_runner(ctx: _Context, text: str) -> _Measurement:
     payload = _runner_payload(text)
-    samples = [float(x) for x in payload["samples_ms"]]
+    try:
+        samples = [float(x) for x in payload["samples_ms"]]
+        stats = summarize(samples)
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkOutputError(f"remote_runner.py samples_ms unusable: {exc}",
+                                   field="samples_ms") from None
     tool = {k: v for k, v in payload.items() if k != "samples_ms"}
-    return _Measurement(summarize(samples), str(payload.get("runtime")),
+    return _Measurement(stats, str(payload.get("runtime")),
                         payload.get("runtime_version"), tool=tool, samples_ms=samples)
+
+
+def _trtexec_engine(ctx: _Context, onnx: str) -> tuple[str, _Execution | None]:
+    """The device path of the model's engine, built now if the device has none; the build's
+    execution comes back when it failed (the caller reports it like a tool failure)."""
+    target = ctx.target
+    assert target.binary is not None
+    precision = "fp16" if target.fp16 else "fp32"
+    engine = _remote_path(ctx, "engines", f"{PurePosixPath(onnx).stem}-{precision}.plan")
+    if engine in ctx.engines:
+        return engine, None
+    if ctx.transport.run(["test", "-s", engine], timeout=60).rc != 0:
+        partial = f"{engine}.part"
+        made = ctx.transport.run(["mkdir", "-p", str(PurePosixPath(engine).parent)], timeout=60)
+        if made.rc != 0:
+            raise ctx.transport.error(f"cannot create the engine folder: {made.last_lines()}")
+        argv = [target.binary, f"--onnx={onnx}", f"--saveEngine={partial}", "--iterations=1",
+                "--duration=0", "--warmUp=0", *(["--fp16"] if target.fp16 else [])]
+        built = ctx.transport.run(argv, timeout=target.timeout_s)
+        ctx.notes.append(f"==> engine build: {shlex.join(argv)}\n{built.output}")
+        if built.rc != 0:
+            return engine, _Execution(argv, built, {"phase": "engine build"})
+        moved = ctx.transport.run(["mv", "-f", "--", partial, engine], timeout=60)
+        if moved.rc != 0:
+            raise ctx.transport.error(f"cannot keep the engine {engine}: {moved.last_lines()}")
+        ctx.pushed.append(engine)
+    ctx.engines.add(engine)
+    return engine, None
+
+
+def _exec_trtexec(ctx: _Context) -> _Execution:
+    target = ctx.target
+    assert target.binary is not None
+    engine, failed = _trtexec_engine(ctx, _stage_model(ctx))
+    if failed is not None:
+        return failed
+    argv = [target.binary, f"--loadEngine={engine}", f"--iterations={ctx.runs}",
+            "--duration=0"]
+    return _Execution(argv, ctx.transport.run(argv, timeout=target.timeout_s),
+                      {"engine": engine, "precision": "fp16" if target.fp16 else "fp32"})
+
+
+def _measure_trtexec(ctx: _Context, text: str) -> _Measurement:
+    parsed = parse_trtexec(text)
+    gpu = parsed["gpu_compute"]
+    stats = LatencyStats.from_summary(
+        n=parsed["queries"], mean_ms=gpu["mean"], min_ms=gpu["min"], max_ms=gpu["max"],
+        median_ms=gpu["median"], p90_ms=gpu["percentiles"].get("90"))
+    return _Measurement(stats, "tensorrt trtexec", parsed["version"], tool=parsed,
+                        warmup=parsed["warmup_queries"])
 
 
 _RUNTIMES: dict[str, tuple[Callable[[_Context], _Execution],
@@ -288,7 +478,52 @@ _RUNTIMES: dict[str, tuple[Callable[[_Context], _Execution],
     "benchmark_app": (_exec_benchmark_app, _measure_benchmark_app),
     "litert-python": (_exec_runner, _measure_runner),
     "openvino": (_exec_runner, _measure_runner),
+    "trtexec": (_exec_trtexec, _measure_trtexec),
 }
+
+
+def read_tool_output(runtime: str, text: str, runs: int = 1) -> dict[str, Any]:
+    """Read one invocation's output of ``runtime``'s tool the way a timing does (e.g. a raw log
+    again, offline): ``stats`` (LatencyStats fields), ``runtime``, ``runtime_version``,
+    ``warmup`` and ``tool``. ``runs`` stands in for a count the tool does not print.
+
+    Raises:
+        BenchmarkOutputError: a field is missing or unreadable (named in ``field``).
+    """
+    ctx = _Context(Target(name="offline", transport="local", runtime=runtime),
+                   None, Path(), 0, runs)  # type: ignore[arg-type]
+    measurement = _RUNTIMES[runtime][1](ctx, text)
+    return {"stats": measurement.stats.to_dict(), "runtime": measurement.runtime,
+            "runtime_version": measurement.runtime_version, "warmup": measurement.warmup,
+            "tool": measurement.tool}
+
+
+def _run_tool(ctx: _Context, raw_log: str | Path, log: list[str], header: str = ""
+              ) -> tuple[_Execution, _Measurement]:
+    """Run the target's tool once and read its output; every outcome (success, failure status,
+    signal, timeout, unreadable output) leaves the output in ``raw_log`` (``log`` holds what
+    earlier invocations of this job printed; ``header`` may hold ``{command}``). On success the
+    output is only appended to ``log``: the caller writes it."""
+    execute, measure = _RUNTIMES[ctx.target.runtime]
+    ctx.notes.clear()
+    try:
+        execution = execute(ctx)
+    except CommandTimeout as exc:
+        write_text(raw_log, "".join(log) + "".join(ctx.notes)
+                   + header.format(command="(timed out)") + exc.partial.output)
+        raise _timed_out(exc, raw_log) from None
+    out = execution.result.stdout + execution.result.stderr
+    log.append("".join(ctx.notes) + header.format(command=shlex.join(execution.argv)) + out)
+    if execution.result.rc != 0:
+        write_text(raw_log, "".join(log))
+        what = ctx.target.runtime + (f" ({execution.extra['phase']})"
+                                     if "phase" in execution.extra else "")
+        raise _crash(ctx, execution.result, raw_log, what)
+    try:
+        return execution, measure(ctx, execution.result.stdout + "\n" + execution.result.stderr)
+    except BenchmarkOutputError as exc:
+        write_text(raw_log, "".join(log))
+        raise _unreadable(ctx, exc, raw_log) from None
 
 
 # --------------------------------------------------------------------------- entry point
@@ -334,34 +569,33 @@ def run_benchmark(
     ``samples_ms`` (when the runtime gives them), ``tool`` (parsed tool output), ``command``,
     ``pushed`` (files copied this time) and ``raw_log``.
 
+    The job holds the device's lock throughout (:func:`device_session`).
+
     Raises:
         TargetError: the target is disabled or unreachable, a command timed out, or the tool
-            failed or printed nothing parseable (the message names the target and the raw log).
+            failed or crashed (the message names the target, the status or signal and the raw
+            log).
+        BenchmarkOutputError: the tool's output lacks a field (named, with the raw log).
         ConfigError: a configured binary does not exist.
     """
     model = Path(model_path)
     warmup = target.warmup if warmup is None else warmup
     runs = target.runs if runs is None else runs
     _check_request(target, model, warmup, runs)
-    ctx = _Context(target, transport_for(target), model, warmup, runs)
-    execute, measure = _RUNTIMES[target.runtime]
-    execution = execute(ctx)
-    write_text(raw_log, execution.result.stdout + execution.result.stderr)
-    if execution.result.rc != 0:
-        raise ctx.transport.error(
-            f"{target.runtime} exited with status {execution.result.rc}; output kept in {raw_log}"
-        )
-    try:
-        measurement = measure(ctx, execution.result.stdout + "\n" + execution.result.stderr)
-    except BenchmarkOutputError as exc:
-        raise ctx.transport.error(f"{exc} (raw output in {raw_log})") from exc
+    with device_session(target, [model]) as (transport, waited):
+        ctx = _Context(target, transport, model, warmup, runs)
+        log: list[str] = []
+        execution, measurement = _run_tool(ctx, raw_log, log)
+        write_text(raw_log, "".join(log))
+        identity = _identity(ctx, measurement)
+    identity["lock_wait_s"] = waited
     return {
         "target": target.name,
         "transport": target.transport,
         "runtime": target.runtime,
         "model": str(model),
         "model_sha256": local_sha256(model),
-        "identity": _identity(ctx, measurement),
+        "identity": identity,
         "settings": {"warmup": measurement.warmup if measurement.warmup is not None else warmup,
                      "runs": runs, "threads": target.threads},
         "stats": measurement.stats.to_dict(),
@@ -383,10 +617,13 @@ def compare_identity(identity: dict[str, Any], target: Target, runtime: str | No
     """A comparison's identity: the machine's, plus runtime and version, the threads asked for
     (``threads``) and actually used (``threads_used``; the runtime's report where it gives one),
     delegates and OpenVINO device."""
-    return {**identity, "runtime": runtime, "runtime_version": runtime_version,
-            "threads": target.threads, "threads_used": threads_used,
-            "delegates": asdict(target.delegates) if target.delegates else None,
-            "openvino_device": target.device}
+    out = {**identity, "runtime": runtime, "runtime_version": runtime_version,
+           "threads": target.threads, "threads_used": threads_used,
+           "delegates": asdict(target.delegates) if target.delegates else None,
+           "openvino_device": target.device}
+    if target.runtime == "trtexec":
+        out["precision"] = "fp16" if target.fp16 else "fp32"
+    return out
 
 
 def _check_compare(target: Target, models: Sequence[Path]) -> None:
@@ -396,7 +633,8 @@ def _check_compare(target: Target, models: Sequence[Path]) -> None:
 
 def compare_with_runner(target: Target, models: Sequence[str | Path], raw_log: str | Path, *,
                         warmup: int, seconds: float, block_runs: int, blocks_per_group: int,
-                        min_groups: int, max_groups: int, seed: int
+                        min_groups: int, max_groups: int, seed: int,
+                        transport: Transport | None = None
                         ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run ``remote_runner.py --compare`` on a litert-python/openvino target (staged like
     :func:`run_benchmark`); keep its output in ``raw_log``.
@@ -404,27 +642,31 @@ def compare_with_runner(target: Target, models: Sequence[str | Path], raw_log: s
     Returns ``(raw, identity)``: the runner's
     :func:`~edgeprune.measurement.devices.remote_runner.interleave`
     output and :func:`compare_identity`. The command may run ``seconds`` beyond the target's
-    ``timeout_s``.
+    ``timeout_s``. The caller holds the device (:func:`device_session`; ``transport`` is its).
     """
     paths = [Path(m) for m in models]
     _check_compare(target, paths)
     assert target.python is not None
-    ctx = _Context(target, transport_for(target), paths[0], warmup, 1)
+    ctx = _Context(target, transport or transport_for(target), paths[0], warmup, 1)
     argv = [*_runner_head(ctx), "--compare"]
     for path in paths:
         argv += ["--model", _stage_model(replace(ctx, model=path))]
     argv += ["--warmup", str(warmup), "--seconds", str(seconds), "--block-runs", str(block_runs),
              "--blocks-per-group", str(blocks_per_group), "--min-groups", str(min_groups),
              "--max-groups", str(max_groups), "--seed", str(seed), *_runner_flags(target)]
-    result = ctx.transport.run(argv, timeout=target.timeout_s + seconds)
-    write_text(raw_log, f"$ {shlex.join(argv)}\n{result.stdout}{result.stderr}")
+    header = f"$ {shlex.join(argv)}\n"
+    try:
+        result = ctx.transport.run(argv, timeout=target.timeout_s + seconds)
+    except CommandTimeout as exc:
+        write_text(raw_log, header + exc.partial.output)
+        raise _timed_out(exc, raw_log) from None
+    write_text(raw_log, f"{header}{result.stdout}{result.stderr}")
     if result.rc != 0:
-        raise ctx.transport.error(f"remote_runner.py --compare exited with status {result.rc}; "
-                                  f"output kept in {raw_log}")
+        raise _crash(ctx, result, raw_log, "remote_runner.py --compare")
     payload = last_json_line(result.stdout, "interleave")
-    if payload is None:
-        raise ctx.transport.error(f"remote_runner.py printed no comparison result (raw output in "
-                                  f"{raw_log})")
+    if payload is None or not isinstance(payload["interleave"], dict):
+        raise _unreadable(ctx, BenchmarkOutputError(
+            "remote_runner.py printed no comparison result line", field="interleave"), raw_log)
     identity = compare_identity(dict(ctx.transport.identity()), target, payload.get("runtime"),
                                 payload.get("runtime_version"), payload.get("threads_used"))
     identity.update(command=shlex.join(argv), pushed=ctx.pushed, python=payload.get("python"))
@@ -434,7 +676,8 @@ def compare_with_runner(target: Target, models: Sequence[str | Path], raw_log: s
 def interleave_tool(target: Target, models: Sequence[str | Path], raw_log: str | Path, *,
                     warmup: int, runs: int, seconds: float, min_groups: int, max_groups: int,
                     seed: int, clock: Callable[[], float] = time.monotonic,
-                    progress: Callable[[int, float], None] | None = None
+                    progress: Callable[[int, float], None] | None = None,
+                    transport: Transport | None = None
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Interleave ``benchmark_model``/``benchmark_app`` invocations of several models.
 
@@ -447,8 +690,7 @@ def interleave_tool(target: Target, models: Sequence[str | Path], raw_log: str |
     """
     paths = [Path(m) for m in models]
     _check_compare(target, paths)
-    execute, measure = _RUNTIMES[target.runtime]
-    base = _Context(target, transport_for(target), paths[0], warmup, runs)
+    base = _Context(target, transport or transport_for(target), paths[0], warmup, runs)
     contexts = [replace(base, model=path) for path in paths]
     rng = random.Random(seed)
     log: list[str] = []
@@ -462,18 +704,8 @@ def interleave_tool(target: Target, models: Sequence[str | Path], raw_log: str |
         rng.shuffle(order)
         medians = [0.0] * len(paths)
         for i in order:
-            execution = execute(contexts[i])
-            out = execution.result.stdout + execution.result.stderr
-            log.append(f"==> group {len(groups)} model {i}: {shlex.join(execution.argv)}\n{out}")
-            if execution.result.rc != 0:
-                write_text(raw_log, "".join(log))
-                raise base.transport.error(f"{target.runtime} exited with status "
-                                           f"{execution.result.rc}; output kept in {raw_log}")
-            try:
-                measurement = measure(contexts[i], out)
-            except BenchmarkOutputError as exc:
-                write_text(raw_log, "".join(log))
-                raise base.transport.error(f"{exc} (raw output in {raw_log})") from exc
+            header = f"==> group {len(groups)} model {i}: {{command}}\n"
+            _, measurement = _run_tool(contexts[i], raw_log, log, header)
             stats = measurement.stats
             statistics.add("median" if stats.median_ms is not None else "mean")
             medians[i] = stats.median_ms if stats.median_ms is not None else stats.mean_ms

@@ -1,9 +1,12 @@
-"""Parsers for the text printed by LiteRT ``benchmark_model`` and OpenVINO ``benchmark_app``.
+"""Parsers for the text printed by LiteRT ``benchmark_model``, OpenVINO ``benchmark_app`` and
+TensorRT ``trtexec``.
 
-Both tools print human-oriented logs whose wording drifted between releases; the parsers accept
+The tools print human-oriented logs whose wording drifted between releases; the parsers accept
 the known variants (log prefixes such as ``INFO:`` or Android logcat columns, numbers printed in
 scientific notation, optional percentile fields, old and new memory wording, ``Avg``/``Average``,
-latencies printed in ``us`` by recent benchmark_app builds).
+latencies printed in ``us`` by recent benchmark_app builds; trtexec's summary with one
+percentile (TensorRT 8.0-8.4) or several (8.5 and 10.x)). Output they cannot read raises a
+one-line :class:`BenchmarkOutputError` naming the missing field.
 """
 
 from __future__ import annotations
@@ -14,13 +17,27 @@ from typing import Any
 
 from edgeprune.errors import TargetError
 
-__all__ = ["BenchmarkOutputError", "parse_benchmark_app", "parse_benchmark_model"]
+__all__ = ["BenchmarkOutputError", "parse_benchmark_app", "parse_benchmark_model",
+           "parse_trtexec"]
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 class BenchmarkOutputError(TargetError, ValueError):
-    """A benchmark tool's output lacks the lines a result needs (it crashed or changed format)."""
+    """A benchmark tool's output lacks the lines a result needs (it crashed or changed format).
+
+    ``field`` names what is missing or unreadable; the message is one line.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(" ".join(message.split()) if "\n" in message else message)
+        self.field = field
+
+
+def _last_lines(lines: list[str], n: int = 5) -> str:
+    """The last ``n`` non-empty lines joined by `` | `` (error messages stay on one line)."""
+    kept = [line.strip() for line in lines if line.strip()]
+    return " | ".join(kept[-n:])[-600:] or "<empty output>"
 
 
 # --------------------------------------------------------------------------- benchmark_model
@@ -58,6 +75,8 @@ def _phase_lines(lines: list[str]) -> list[dict[str, float]]:
         if not _PHASE_RE.search(line) or "(microseconds)" in line or "(bytes)" in line:
             continue
         fields = {k: _number(v) for k, v in _FIELD_RE.findall(line)}
+        if "count" not in fields:  # e.g. "count=" cut off before its number
+            continue
         fields["count"] = int(fields["count"])
         phases.append({k: fields[k] for k in _PHASE_FIELDS if k in fields})
     return phases
@@ -94,10 +113,10 @@ def parse_benchmark_model(text: str) -> dict[str, Any]:
     lines = text.splitlines()
     index = next((i for i, line in enumerate(lines) if _TIMINGS_RE.search(line)), None)
     if index is None:
-        tail = "\n".join(lines[-5:]) or "<empty output>"
         raise BenchmarkOutputError(
             "benchmark_model output has no 'Inference timings in us: ...' line (the run failed "
-            f"or the output format is unknown); last lines:\n{tail}"
+            f"or the output format is unknown); last lines: {_last_lines(lines)}",
+            field="Inference timings in us",
         )
     timing = _TIMINGS_RE.search(lines[index])
     assert timing is not None
@@ -188,12 +207,90 @@ def parse_benchmark_app(text: str) -> dict[str, Any]:
         build=build["value"] if build else None,
     )
     if result["median_ms"] is None and result["average_ms"] is None:
-        tail = "\n".join(lines[-5:]) or "<empty output>"
         raise BenchmarkOutputError(
             "benchmark_app output has no latency statistics ('Latency:' block with Median/Average)"
-            f"; the run failed or the format is unknown; last lines:\n{tail}"
+            f"; the run failed or the format is unknown; last lines: {_last_lines(lines)}",
+            field="Latency: Median/Average",
         )
     return result
+
+
+# --------------------------------------------------------------------------- trtexec
+
+# "[06/26/2023-11:30:51] [I] GPU Compute Time: min = 4.2 ms, max = ..., mean = ..., median = ...,
+# percentile(90%) = ... ms, ..." (TensorRT 8.5+ and 10.x print three percentiles, 8.0-8.4 one).
+_TRT_STATS = {"latency": "Latency", "gpu_compute": "GPU Compute Time", "enqueue": "Enqueue Time",
+              "h2d": "H2D Latency", "d2h": "D2H Latency"}
+_TRT_LINE_RE = re.compile(r"(?:^|\]\s)(?P<name>Latency|GPU Compute Time|Enqueue Time|H2D Latency|"
+                          r"D2H Latency):\s*(?P<body>min\b.*)$")
+_TRT_FIELD_RE = re.compile(rf"\b(min|max|mean|median)\s*=?\s*({_NUM})\s*ms")
+_TRT_PCT_RE = re.compile(rf"percentile\((?P<p>{_NUM})%\)\s*=?\s*(?P<v>{_NUM})\s*ms")
+_TRT_QUERIES_RE = re.compile(rf"Timing trace has (?P<n>\d+) queries over (?P<s>{_NUM}) s")
+_TRT_WARMUP_RE = re.compile(rf"Warmup completed (?P<n>\d+) queries over (?P<ms>{_NUM}) ms")
+_TRT_THROUGHPUT_RE = re.compile(rf"Throughput:\s*(?P<v>{_NUM})\s*qps")
+_TRT_VERSION_RE = re.compile(r"TensorRT version:\s*(?P<v>\d+\.\d+\.\d+)")
+_TRT_BANNER_RE = re.compile(r"\[TensorRT v(?P<v>\d+)\]")
+
+
+def _trt_version(text: str) -> str | None:
+    """``TensorRT version: 8.6.1``, else the banner's ``v8601`` (8.x: M*1000 + m*100 + p) or
+    ``v100200`` (10.x: M*10000 + m*100 + p)."""
+    match = _TRT_VERSION_RE.search(text)
+    if match:
+        return match["v"]
+    banner = _TRT_BANNER_RE.search(text)
+    if not banner:
+        return None
+    code = int(banner["v"])
+    major, rest = (code // 10000, code % 10000) if code >= 10000 else (code // 1000, code % 1000)
+    return f"{major}.{rest // 100}.{rest % 100}"
+
+
+def parse_trtexec(text: str) -> dict[str, Any]:
+    """Extract the performance summary (ms) of a ``trtexec`` run.
+
+    Returns ``latency``, ``gpu_compute``, ``enqueue``, ``h2d``, ``d2h`` (each ``min max mean
+    median`` and ``percentiles`` ``{"90": ..., "99": ...}``, or ``None`` when not printed),
+    ``queries`` (timed inferences), ``seconds``, ``warmup_queries``, ``warmup_ms``,
+    ``throughput_qps`` and ``version``.
+
+    Raises:
+        BenchmarkOutputError: the ``GPU Compute Time`` line, one of its fields, or the
+            ``Timing trace has N queries`` line is missing (a crash or truncated output).
+    """
+    lines = text.replace("\r\n", "\n").splitlines()
+    stats: dict[str, Any] = dict.fromkeys(_TRT_STATS)
+    names = {v: k for k, v in _TRT_STATS.items()}
+    for line in lines:
+        match = _TRT_LINE_RE.search(line.rstrip())
+        if not match or stats[names[match["name"]]] is not None:
+            continue
+        fields: dict[str, Any] = {k: _number(v) for k, v in _TRT_FIELD_RE.findall(match["body"])}
+        fields["percentiles"] = {f"{float(m['p']):g}": _number(m["v"])
+                                 for m in _TRT_PCT_RE.finditer(match["body"])}
+        stats[names[match["name"]]] = fields
+    gpu = stats["gpu_compute"]
+    if gpu is None:
+        raise BenchmarkOutputError(
+            "trtexec output has no 'GPU Compute Time: min = ...' line (the run failed or was cut "
+            f"short); last lines: {_last_lines(lines)}", field="GPU Compute Time")
+    missing = [k for k in ("min", "max", "mean", "median") if k not in gpu]
+    if missing:
+        raise BenchmarkOutputError(
+            f"trtexec 'GPU Compute Time' line lacks {', '.join(missing)}; last lines: "
+            f"{_last_lines(lines)}", field=f"GPU Compute Time {missing[0]}")
+    queries = _first(_TRT_QUERIES_RE, lines)
+    if queries is None:
+        raise BenchmarkOutputError(
+            "trtexec output has no 'Timing trace has N queries over S s' line; last lines: "
+            f"{_last_lines(lines)}", field="Timing trace has N queries")
+    warmup = _first(_TRT_WARMUP_RE, lines)
+    throughput = _first(_TRT_THROUGHPUT_RE, lines)
+    return {**stats, "queries": int(queries["n"]), "seconds": _number(queries["s"]),
+            "warmup_queries": int(warmup["n"]) if warmup else None,
+            "warmup_ms": _number(warmup["ms"]) if warmup else None,
+            "throughput_qps": _number(throughput["v"]) if throughput else None,
+            "version": _trt_version(text)}
 
 
 def last_json_line(text: str, key: str) -> dict[str, Any] | None:

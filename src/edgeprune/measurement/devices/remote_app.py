@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""Run the detector application over an MJPEG AVI clip on this machine; print one JSON line.
+"""Run the detector application over a clip's JPEG frames on this machine; print one JSON line.
 
 Copied to SSH targets (Raspberry Pi, Jetson) and run there with the board's own Python, so it is
 standalone: standard library, numpy, Pillow and one inference runtime -- ``ai_edge_litert`` (or
 the older ``tflite_runtime``) for ``.tflite`` models, ``openvino`` (2022.3 LTS or newer) for IR,
-ONNX or TFLite models. It never imports edgeprune and runs on Python 3.7 or newer; it loads
-the runtimes through ``remote_runner.py``, which is copied beside it.
+ONNX or TFLite models. It never imports edgeprune and runs on Python 3.7 or newer; beside it lie
+``remote_runner.py`` (the runtime loaders) and ``boxes.py`` (box decoding and NMS: a copy of the
+very file the host uses, ``edgeprune/detection/boxes.py``).
 
-Per frame: read the JPEG bytes from the clip, decode them (Pillow), resize to the model input
-(bilinear), infer, decode the boxes against the anchors and run per-class NMS. The loop, the
-resize and the post-processing mirror ``edgeprune.measurement.app_fps.run_app`` and
-``edgeprune.detection.boxes.postprocess`` (tests check that both give the same detections). Output
-(stdout,
-last line)::
+The clip arrives as a frame archive: a plain tar of JPEG files plus ``clip.json``
+(``edgeprune.data.video.write_frame_archive``), so no video container is parsed here.
+
+Per frame: read the JPEG bytes from the archive, decode them (Pillow), resize to the model input
+(bilinear), infer, decode the boxes against the anchors and run per-class NMS -- the loop of
+``edgeprune.measurement.app_fps.run_app``. Output (stdout, last line)::
 
     {"edgeprune_app": 1, "runtime": "...", "frames": N, "wall_s": ..., "detections": ...,
      "samples_ms": {"read": [...], "decode": [...], ..., "frame": [...]}, ...}
@@ -24,22 +25,22 @@ import argparse
 import io
 import json
 import platform
-import struct
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from boxes import PostprocessConfig, postprocess  # edgeprune.detection.boxes, copied beside
 from PIL import Image
 from remote_runner import litert_interpreter, load_openvino  # copied beside this script
 
 FORMAT_VERSION = 1
 STAGES = ("read", "decode", "resize", "inference", "postprocess")
-VARIANCES = (0.1, 0.2)
 _BILINEAR = getattr(Image, "Resampling", Image).BILINEAR  # Pillow < 9.1 has no Resampling
 _QUANTIZED = (np.int8, np.uint8, np.int16)
-_CHUNK = struct.Struct("<4sI")
+INDEX = "clip.json"
 _OV_FLOAT_TYPES = {"f32": np.float32, "f16": np.float16}
 
 
@@ -49,178 +50,51 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-# --------------------------------------------------------------------------- MJPEG AVI reading
+# --------------------------------------------------------------------------- frame archive
 
 
-def _chunks(fh: Any, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """(fourcc, payload offset, payload size) of the RIFF chunks between start and end; a
-    RIFF or LIST cut short is read up to the end, a cut-off data chunk ends the walk."""
-    pos = start
-    while pos + 8 <= end:
-        fh.seek(pos)
-        fourcc, size = _CHUNK.unpack(fh.read(8))
-        if pos + 8 + size > end:
-            if fourcc in (b"RIFF", b"LIST"):
-                yield fourcc, pos + 8, end - pos - 8
-            return
-        yield fourcc, pos + 8, size
-        pos += 8 + size + (size & 1)
-
-
-def _list_type(fh: Any, offset: int) -> bytes:
-    fh.seek(offset)
-    return fh.read(4)
-
-
-def _avi_lists(fh: Any, size: int) -> tuple[tuple[int, int] | None, list[tuple[int, int]]]:
-    """The hdrl list and every movi list (AVI and OpenDML AVIX segments)."""
-    hdrl = None
-    movi = []
-    for fourcc, off, length in _chunks(fh, 0, size):
-        if fourcc != b"RIFF" or _list_type(fh, off) not in (b"AVI ", b"AVIX"):
-            continue
-        for inner, ioff, ilength in _chunks(fh, off + 4, off + length):
-            kind = _list_type(fh, ioff) if inner == b"LIST" else b""
-            if kind == b"hdrl" and hdrl is None:
-                hdrl = (ioff + 4, ioff + ilength)
-            elif kind == b"movi":
-                movi.append((ioff + 4, ioff + ilength))
-    return hdrl, movi
-
-
-def _video_stream(fh: Any, hdrl: tuple[int, int]) -> tuple[int, float, int, int]:
-    """(stream index, fps, width, height) of the first 'vids' stream with a JPEG codec."""
-    stream = 0
-    for fourcc, off, size in _chunks(fh, hdrl[0], hdrl[1]):
-        if fourcc != b"LIST" or _list_type(fh, off) != b"strl":
-            continue
-        parts = {cc: o for cc, o, _ in _chunks(fh, off + 4, off + size)}
-        if b"strh" not in parts or b"strf" not in parts:
-            fail(f"stream {stream} has no strh/strf header")
-        fh.seek(parts[b"strh"])
-        strh = fh.read(56)
-        if strh[:4] == b"vids":
-            scale, rate = struct.unpack("<II", strh[20:28])
-            fh.seek(parts[b"strf"])
-            width, height, _, _, codec = struct.unpack("<iiHH4s", fh.read(40)[4:20])
-            codec = codec.decode("latin-1").strip("\0 ").upper()
-            if codec not in ("MJPG", "JPEG", "AVRN", "DMB1"):
-                fail(f"video codec is {codec!r}, not Motion-JPEG")
-            return stream, (rate / scale if scale else 0.0), width, abs(height)
-        stream += 1
-    fail("the AVI file has no video stream")
-    raise AssertionError("unreachable")
-
-
-class MjpegAvi:
-    """The JPEG frames of an MJPEG AVI (the format edgeprune.data.video writes)."""
+class FrameArchive:
+    """The JPEG frames of a frame archive: an uncompressed tar holding ``clip.json`` (frames,
+    fps, width, height) and ``frames/NNNNNN.jpg``, as ``edgeprune.data.video.
+    write_frame_archive`` writes it. Read with the standard library only."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-            if head[:4] != b"RIFF" or head[8:12] != b"AVI ":
-                fail(f"{path} is not an AVI file")
-            fh.seek(0, 2)
-            hdrl, self._movi = _avi_lists(fh, fh.tell())
-            if hdrl is None or not self._movi:
-                fail(f"{path} has no hdrl or movi list")
-            stream, self.fps, self.width, self.height = _video_stream(fh, hdrl)
-            self._ids = (f"{stream:02d}dc".encode(), f"{stream:02d}db".encode())
-            self._frames = list(self._walk(fh, self._movi))
+        try:
+            self._tar = tarfile.open(path, "r:")
+            members = self._tar.getmembers()
+        except (OSError, tarfile.TarError) as exc:
+            fail(f"{path} is not a frame archive (tar): {exc}")
+        by_name = {m.name: m for m in members}
+        if INDEX not in by_name:
+            fail(f"{path} has no {INDEX}; expected a frame archive written by edgeprune")
+        try:
+            index = json.loads(self._read(by_name[INDEX]).decode("utf-8"))
+        except ValueError as exc:
+            fail(f"{path}: unreadable {INDEX} ({exc})")
+        self.fps = float(index["fps"])
+        self.width, self.height = int(index["width"]), int(index["height"])
+        self._frames = sorted((m for m in members if m.isfile() and m.name.startswith("frames/")),
+                              key=lambda m: m.name)
+        if not self._frames:
+            fail(f"{path} holds no frames/*.jpg")
 
-    def _walk(self, fh: Any, spans: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-        """(offset, size) of each non-empty frame chunk, descending into 'rec ' lists."""
-        for start, end in spans:
-            for fourcc, off, size in _chunks(fh, start, end):
-                if fourcc == b"LIST":
-                    yield from self._walk(fh, [(off + 4, off + size)])
-                elif fourcc in self._ids and size > 0:  # an empty chunk is a dropped frame
-                    yield off, size
+    def _read(self, member: Any) -> bytes:
+        handle = self._tar.extractfile(member)
+        if handle is None:
+            fail(f"{self.path}: {member.name} is not a regular file")
+        return handle.read()
 
     def __len__(self) -> int:
         return len(self._frames)
 
     def frames(self) -> Iterator[bytes]:
-        """Each frame's JPEG bytes, in order."""
-        with open(self.path, "rb") as fh:
-            for off, size in self._frames:
-                fh.seek(off)
-                yield fh.read(size)
+        """Each frame's JPEG bytes, in order (read from the archive one by one)."""
+        for member in self._frames:
+            yield self._read(member)
 
-
-# --------------------------------------------------------------------------- post-processing
-
-
-def corner_boxes(loc: np.ndarray, anchors: np.ndarray,
-                 variances: Sequence[float] = VARIANCES) -> np.ndarray:
-    """SSD regression outputs (A, 4) against centre-form anchors -> corner boxes (A, 4)."""
-    loc = np.asarray(loc, dtype=np.float32)
-    centre = anchors[:, :2] + loc[..., :2] * variances[0] * anchors[:, 2:]
-    size = anchors[:, 2:] * np.exp(np.clip(loc[..., 2:] * variances[1], -10.0, 10.0))
-    boxes = np.concatenate([centre, size], axis=-1).astype(np.float32)
-    half = boxes[..., 2:] / 2
-    return np.concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
-
-
-def overlaps(one: np.ndarray, many: np.ndarray) -> np.ndarray:
-    """IoU of one corner box (1, 4) with each of ``many`` (m, 4), float32."""
-    a = np.asarray(one, dtype=np.float32).reshape(-1, 4)
-    b = np.asarray(many, dtype=np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=-1)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=-1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0).astype(np.float32)[0]
-
-
-def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
-               limit: int) -> np.ndarray:
-    """Indices kept by greedy NMS, best score first (ties keep the earlier index)."""
-    order = np.argsort(-scores, kind="stable")
-    kept: list[int] = []
-    while order.size and len(kept) < limit:
-        best = int(order[0])
-        kept.append(best)
-        if order.size == 1:
-            break
-        rest = order[1:]
-        order = rest[overlaps(boxes[best:best + 1], boxes[rest]) <= iou_threshold]
-    return np.asarray(kept, dtype=np.int64)
-
-
-def detect(loc: np.ndarray, probs: np.ndarray, anchors: np.ndarray, score_threshold: float,
-           iou_threshold: float, max_per_class: int, max_total: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes (n, 4) in [0, 1], scores (n,) and 0-based classes (n,) of one image, best first.
-
-    ``probs`` (A, C+1) has background in column 0. Per class: candidates above the score
-    threshold (at most 4 x max_per_class, by score), greedy NMS; then the best max_total overall.
-    """
-    boxes = np.clip(corner_boxes(loc, anchors), 0.0, 1.0)
-    found_boxes, found_scores, found_classes = [], [], []
-    for cls in range(1, probs.shape[1]):
-        column = probs[:, cls]
-        candidates = np.nonzero(column > score_threshold)[0]
-        if candidates.size == 0:
-            continue
-        if candidates.size > 4 * max_per_class:
-            best = np.argsort(-column[candidates], kind="stable")[: 4 * max_per_class]
-            candidates = candidates[best]
-        keep = candidates[greedy_nms(boxes[candidates], column[candidates], iou_threshold,
-                                     max_per_class)]
-        found_boxes.append(boxes[keep])
-        found_scores.append(column[keep])
-        found_classes.append(np.full(keep.size, cls - 1, np.int32))
-    if not found_boxes:
-        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
-    all_boxes = np.concatenate(found_boxes)
-    all_scores = np.concatenate(found_scores)
-    all_classes = np.concatenate(found_classes)
-    top = np.argsort(-all_scores, kind="stable")[:max_total]
-    return all_boxes[top], all_scores[top].astype(np.float32), all_classes[top]
+    def close(self) -> None:
+        self._tar.close()
 
 
 # --------------------------------------------------------------------------- runtimes
@@ -350,13 +224,15 @@ def _ms(start_ns: int, end_ns: int) -> float:
     return max(end_ns - start_ns, 1) / 1e6
 
 
-def run_loop(model: Callable, video: MjpegAvi, anchors: np.ndarray,
+def run_loop(model: Callable, video: FrameArchive, anchors: np.ndarray,
              args: argparse.Namespace) -> dict[str, Any]:
     """Warm-up frames untimed, then time each stage of up to max_frames frames."""
     height, width = args.input_size
     samples: dict[str, list[float]] = {name: [] for name in STAGES + ("frame",)}
     total = len(video) if args.max_frames is None else args.warmup + args.max_frames
     frames = video.frames()
+    cfg = PostprocessConfig(args.score_threshold, args.iou_threshold, args.max_per_class,
+                            args.max_total)
     detections = 0
     wall_start = 0
     for index in range(min(total, len(video))):
@@ -374,9 +250,7 @@ def run_loop(model: Callable, video: MjpegAvi, anchors: np.ndarray,
         t3 = time.perf_counter_ns()
         loc, probs = model(batch)
         t4 = time.perf_counter_ns()
-        _, scores, _ = detect(np.asarray(loc)[0], np.asarray(probs)[0], anchors,
-                              args.score_threshold, args.iou_threshold, args.max_per_class,
-                              args.max_total)
+        _, scores, _ = postprocess(np.asarray(loc)[0], np.asarray(probs)[0], anchors, cfg)
         t5 = time.perf_counter_ns()
         if index >= args.warmup:
             spans = ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t0, t5))
@@ -395,7 +269,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runtime", choices=("litert", "openvino"), required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--anchors", required=True, help=".npy file, (A, 4) centre-form anchors")
-    parser.add_argument("--video", required=True, help="MJPEG AVI clip")
+    parser.add_argument("--clip", required=True,
+                        help="frame archive: tar of JPEG frames + clip.json")
     parser.add_argument("--input-size", type=int, nargs=2, required=True,
                         metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--num-classes", type=int, required=True, help="without background")
@@ -417,14 +292,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Load everything, run the loop, print the JSON line."""
     args = parse_args(argv)
-    video = MjpegAvi(args.video)
+    video = FrameArchive(args.clip)
     if len(video) <= args.warmup:
-        fail(f"{args.video} has {len(video)} frame(s); {args.warmup} warm-up frame(s) and at "
+        fail(f"{args.clip} has {len(video)} frame(s); {args.warmup} warm-up frame(s) and at "
              "least one timed frame are needed")
     anchors = np.load(args.anchors).astype(np.float32)
     factory = litert_model if args.runtime == "litert" else openvino_model
     model, runtime = factory(args)
     result = run_loop(model, video, anchors, args)
+    video.close()
     import PIL
 
     result.update(runtime)
@@ -432,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         edgeprune_app=FORMAT_VERSION,
         threads=args.threads,
         video={"frames": len(video), "fps": video.fps, "width": video.width,
-               "height": video.height, "codec": "MJPG", "container": "avi"},
+               "height": video.height, "codec": "jpeg", "container": "tar"},
         python=platform.python_version(),
         numpy=np.__version__,
         pillow=getattr(PIL, "__version__", "?"),
