@@ -3,6 +3,7 @@ import json
 import os
 import re
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -18,6 +19,7 @@ from edgeprune.reporting.tracking import (
     git_source,
     new_dag_run,
     start_invocation,
+    sync,
 )
 from edgeprune.compression.prune import variant_name
 from edgeprune.stages.devices import app_settings, device_resource
@@ -78,6 +80,17 @@ onerror:
 
 RESULTS = "results"
 TRACKING = Tracking.from_config(config)
+# A rerun with nothing to do runs no onstart: what a killed invocation left (open markers,
+# pending runs) is ended or logged here, by the main process of a real run, when no other
+# invocation holds this directory (Snakemake takes its lock after parsing).
+if (
+    TRACKING is not None
+    and workflow.is_main_process
+    and not getattr(workflow, "dryrun", True)
+    and not any(Path(".snakemake/locks").glob("*"))
+    and any(Path(TRACKING.state_dir).rglob("*.json"))
+):
+    sync(TRACKING, current_dag_run=os.environ["EDGEPRUNE_DAG_RUN"])
 ARCHS = list(config["detectors"])
 THREADS = int(config["threads"])
 

@@ -625,7 +625,41 @@ def sync(tracking: Tracking, current_dag_run: str | None = None) -> dict[str, in
             counts["failed"] += 1
             print(f"edgeprune: warning: killed MLflow run {path} not ended "
                   f"({_one_line(exc)})", file=sys.stderr)
+    if current_dag_run:
+        try:
+            counts["killed"] += _retry(lambda t: _end_orphans(tracking, current_dag_run, t),
+                                       tracking.retry_seconds)
+        except Exception as exc:  # noqa: BLE001 - tried again by the next invocation
+            counts["failed"] += 1
+            print(f"edgeprune: warning: runs of killed invocations not ended "
+                  f"({_one_line(exc)})", file=sys.stderr)
     return counts
+
+
+def _end_orphans(tracking: Tracking, current_dag_run: str, timeout: float) -> int:
+    """End as KILLED the RUNNING runs of earlier invocations in this working directory's own
+    sqlite store: Snakemake's directory lock lets one invocation at a time work here, so any
+    run of another invocation still RUNNING belongs to one that was killed (including runs
+    whose open marker a kill left unwritten). Stores elsewhere (a server, a shared file) may
+    hold live runs of other working directories and are left to the markers."""
+    db = _sqlite_path(tracking.uri)
+    if db is None or not db.is_file() or Path.cwd().resolve() not in db.resolve().parents:
+        return 0
+    ended = 0
+    with _store(tracking, timeout) as client:
+        exp = client.get_experiment_by_name(tracking.experiment)
+        if exp is None:
+            return 0
+        for run in client.search_runs([exp.experiment_id],
+                                      filter_string="attributes.status = 'RUNNING'",
+                                      max_results=1000):
+            if run.data.tags.get(TAG_DAG_RUN) in (None, current_dag_run):
+                continue
+            client.set_tag(run.info.run_id, "edgeprune.ended_by",
+                           "next invocation (invocation killed)")
+            client.set_terminated(run.info.run_id, "KILLED")
+            ended += 1
+    return ended
 
 
 def _for(tracking: Tracking, record: Mapping[str, Any]) -> Tracking:
