@@ -241,6 +241,7 @@ def test_compare_on_host_targets_records_threads(tmp_path: Path) -> None:
     ov = compare_on_target(targets["host-openvino"], [model, copy], FAST)
     assert ov.identity["runtime"] == "openvino" and ov.identity["threads_used"] == 2
     assert ov.identity["openvino_device"] == "CPU"
+    assert ov.identity["inference_precision"] == "f32"   # not bf16 on a bf16-capable CPU
 
 
 def test_compare_through_the_runner_subprocess(tmp_path: Path) -> None:

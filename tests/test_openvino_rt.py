@@ -11,7 +11,9 @@ import pytest
 
 import edgeprune.tfenv  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from edgeprune.compression.cluster.convert import write_artifacts
+from edgeprune.compression.cluster.measure import FORMAT_RUNTIME
 from edgeprune.compression.openvino_rt import (
+    _compile,
     convert_to_ir,
     freeze_detector,
     ir_files,
@@ -20,6 +22,7 @@ from edgeprune.compression.openvino_rt import (
 from edgeprune.detection.detect import keras_runner, make_runner
 from edgeprune.detection.models import DetectorSpec, build_detector
 from edgeprune.errors import DataError
+from edgeprune.measurement.devices import remote_runner as rr
 
 SIZE = (48, 48)
 
@@ -104,3 +107,109 @@ def test_host_openvino_target_times_the_ir(irs: dict[str, Path], tmp_path: Path)
     result = run_benchmark(target, irs["fp32"], tmp_path / "raw.log", warmup=1, runs=3)
     assert result["stats"]["n"] == 3 and result["stats"]["median_ms"] > 0
     assert (tmp_path / "raw.log").is_file()
+    # remote_runner.py compiled it in the model's precision, not the CPU's bf16 default.
+    assert result["tool"]["inference_precision"] == "f32"
+    assert result["identity"]["inference_precision"] == "f32"
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def test_cpu_compiles_in_the_model_precision(irs: dict[str, Path]) -> None:
+    """On a CPU with bf16 support the plugin's default precision is bf16; every project compile
+    on CPU asks for f32 (the evaluator's runner, in-process and board timing)."""
+    import openvino as ov
+
+    assert rr.inference_precision(_compile(irs["fp32"], 1)) == "f32"
+    assert rr.inference_precision(_compile(irs["fp16"], None)) == "f32"  # f16 weights, f32 math
+    config = rr.openvino_config("CPU", 2)
+    assert config == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                      "INFERENCE_NUM_THREADS": "2"}
+    core = ov.Core()
+    compiled = rr.compile_openvino(core, core.read_model(str(irs["fp32"])), "CPU", config)
+    assert rr.inference_precision(compiled) == "f32"
+    info: dict[str, Any] = {}
+    infer = rr.openvino_opener(ov, core, str(irs["fp32"]), "CPU", 1, 0, info)()
+    infer()
+    assert info["inference_precision"] == "f32" and info["threads_used"] == 1
+    # Other devices keep their own precision (MYRIAD rejects the option).
+    for device in ("MYRIAD", "GPU", "NPU"):
+        assert rr.openvino_config(device, 2) == {"PERFORMANCE_HINT": "LATENCY"}
+
+
+class _PickyCore:
+    """A Core whose device refuses the precision option, as an old ARM plugin may."""
+
+    def __init__(self) -> None:
+        self.configs: list[dict[str, str]] = []
+
+    def compile_model(self, model: Any, device: str, config: dict[str, str]) -> Any:
+        self.configs.append(dict(config))
+        if rr.PRECISION_KEY in config:
+            raise RuntimeError(f"Unsupported property {rr.PRECISION_KEY} by CPU plugin")
+        return _Compiled()
+
+
+class _Compiled:
+    def get_property(self, key: str) -> Any:
+        raise RuntimeError(f"{key} is not supported")
+
+
+def test_precision_option_refused_falls_back_and_records_none(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    core = _PickyCore()
+    compiled = rr.compile_openvino(core, object(), "CPU", rr.openvino_config("CPU", 1))
+    assert core.configs == [
+        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+         "INFERENCE_NUM_THREADS": "1"},
+        {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "1"}]
+    assert "refused INFERENCE_PRECISION_HINT=f32" in capsys.readouterr().err
+    assert rr.inference_precision(compiled) is None
+
+
+class _BrokenCore:
+    def compile_model(self, model: Any, device: str, config: dict[str, str]) -> Any:
+        raise RuntimeError(f"{device} not found")
+
+
+def test_compile_errors_without_the_precision_option_stand() -> None:
+    with pytest.raises(RuntimeError, match="MYRIAD not found"):
+        rr.compile_openvino(_BrokenCore(), object(), "MYRIAD", rr.openvino_config("MYRIAD", 1))
+    with pytest.raises(RuntimeError, match="CPU not found"):  # retried once, then raised
+        rr.compile_openvino(_BrokenCore(), object(), "CPU", rr.openvino_config("CPU", 1))
+
+
+def test_local_benchmark_app_runs_in_f32(irs: dict[str, Path], tmp_path: Path) -> None:
+    from edgeprune.measurement.devices.bench import run_benchmark
+    from edgeprune.measurement.targets import parse_targets
+
+    target = parse_targets({"targets": {"host-app": {
+        "transport": "local", "runtime": "benchmark_app", "device": "CPU"}}})["host-app"]
+    result = run_benchmark(target, irs["fp32"], tmp_path / "app.log", runs=5)
+    argv = result["command"].split()
+    assert argv[argv.index("-infer_precision") + 1] == "f32"
+    assert result["tool"]["inference_precision"] == "f32"
+    assert result["identity"]["inference_precision"] == "f32"
+
+
+def test_onnx_file_is_scored_by_the_openvino_runner(tmp_path: Path) -> None:
+    """The evaluator reads the ``.onnx`` files made for TensorRT targets with OpenVINO."""
+    from detector_helpers import random_images, tiny_spec
+
+    from edgeprune.compression.torch_backend.export import torch_runner, write_onnx
+    from edgeprune.compression.torch_backend.models import build_torch_detector
+
+    model = build_torch_detector(tiny_spec("ssd_squeezenet"), seed=0).eval()
+    onnx = write_onnx(model, tmp_path / "m.onnx")
+    x = random_images(2)
+    want_loc, want_probs = torch_runner(model)(x)
+    assert FORMAT_RUNTIME["onnx"] == "openvino"
+    runner, batch = make_runner(FORMAT_RUNTIME["onnx"], onnx, 1)
+    loc, probs = runner(x)
+    assert batch is None and loc.shape == want_loc.shape and probs.shape == want_probs.shape
+    assert np.abs(want_loc).max() > 1e-2  # not a vacuous comparison
+    np.testing.assert_allclose(loc, want_loc, atol=1e-4)
+    np.testing.assert_allclose(probs, want_probs, atol=1e-5)
+    assert rr.inference_precision(_compile(onnx, 1)) == "f32"
+    with pytest.raises(DataError, match=r"ONNX model .*nothing\.onnx does not exist"):
+        openvino_runner(tmp_path / "nothing.onnx", threads=1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeprune.errors import TargetError
-from edgeprune.measurement.devices.bench import read_tool_output
+from edgeprune.measurement.devices.bench import app_precision, read_tool_output
 from edgeprune.measurement.devices.parsers import (
     BenchmarkOutputError,
     parse_benchmark_app,
@@ -310,6 +310,33 @@ def test_benchmark_app_failure() -> None:
     with pytest.raises(BenchmarkOutputError, match="no latency statistics") as info:
         parse_benchmark_app(APP_FAILED)
     assert "MYRIAD" in str(info.value)
+
+
+# The compiled model's properties (step 8): the C++ tool prints the short type name, the Python
+# tool (2024.x and later) the Type object.
+APP_PROPERTIES_CPP = """\
+[Step 8/11] Querying optimal runtime parameters
+[ INFO ] Model:
+[ INFO ]   NETWORK_NAME: torch-jit-export
+[ INFO ]   INFERENCE_PRECISION_HINT: f32
+[ INFO ]   KV_CACHE_PRECISION: u8
+"""
+APP_PROPERTIES_PY = """\
+[ INFO ]   INFERENCE_NUM_THREADS: 1
+[ INFO ]   INFERENCE_PRECISION_HINT: <Type: 'bfloat16'>
+[ INFO ]   KV_CACHE_PRECISION: <Type: 'uint8_t'>
+"""
+
+
+def test_benchmark_app_inference_precision() -> None:
+    assert app_precision(APP_PROPERTIES_CPP) == "f32"
+    assert app_precision(APP_PROPERTIES_PY) == "bf16"
+    assert app_precision(APP_PROPERTIES_PY.replace("bfloat16", "float32")) == "f32"
+    assert app_precision(APP_AVERAGE) is None  # an output without the properties dump
+    assert app_precision("[ INFO ]   INFERENCE_PRECISION_HINT: <Type: 'bflo") is None  # cut
+    tool = read_tool_output("benchmark_app", APP_PROPERTIES_PY + APP_AVERAGE)["tool"]
+    assert tool["inference_precision"] == "bf16" and tool["median_ms"] == 20.64
+    assert read_tool_output("benchmark_app", APP_AVG)["tool"]["inference_precision"] is None
 
 
 # --------------------------------------------------------------------------- trtexec

@@ -639,6 +639,7 @@ def test_local_benchmark_app_on_static_ir(tmp_path: Path) -> None:
     assert result["command"].split()[1:] == [
         "-m", str(ir), "-d", "CPU", "-niter", "20",
         "-hint", "none", "-nstreams", "1", "-api", "sync", "-nthreads", "1",
+        "-infer_precision", "f32",
     ]
     stats = result["stats"]
     assert stats["n"] == 20 and stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]

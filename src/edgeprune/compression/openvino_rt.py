@@ -199,29 +199,38 @@ def save_ir(model: Any, xml_path: str | os.PathLike[str], fp16: bool) -> Path:
     return xml
 
 
-def _compile(xml_path: Path, threads: int | None) -> Any:
+def _compile(model_path: Path, threads: int | None) -> Any:
+    """Compile an IR (``.xml`` with its ``.bin``) or an ``.onnx`` file on the CPU with the
+    options of every OpenVINO timing (:func:`edgeprune.measurement.devices.remote_runner.
+    openvino_config`): LATENCY hint, ``threads`` inference threads when given, and f32
+    inference precision, so a CPU with bf16 support does not run the f32 model in bf16."""
     import openvino as ov
 
-    xml, weights = ir_files(xml_path)
-    if not xml.is_file() or not weights.is_file():
-        raise DataError(f"OpenVINO IR {xml} (with {weights.name}) does not exist")
+    from edgeprune.measurement.devices.remote_runner import openvino_config
+
+    path = Path(model_path)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise DataError(f"ONNX model {path} does not exist")
+    else:
+        xml, weights = ir_files(path)
+        if not xml.is_file() or not weights.is_file():
+            raise DataError(f"OpenVINO IR {xml} (with {weights.name}) does not exist")
     core = ov.Core()
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    model = core.read_model(str(xml))
-    return core.compile_model(model, "CPU", config)
+    model = core.read_model(str(path))
+    return core.compile_model(model, "CPU", openvino_config("CPU", threads))
 
 
-def openvino_runner(xml_path: str | os.PathLike[str],
+def openvino_runner(model_path: str | os.PathLike[str],
                     threads: int | None) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A :data:`edgeprune.detection.detect.Runner` over an IR on the CPU (latency hint,
-    synchronous).
+    """A :data:`edgeprune.detection.detect.Runner` over an IR or an ``.onnx`` file on the CPU
+    (latency hint, f32 precision, synchronous; see :func:`_compile`).
 
     Takes a float32 batch (B, H, W, 3) with pixel values 0..255 and returns ``(loc, probs)``;
-    the IR has a static batch of 1, so images go through one synchronous request each.
+    the model has a static batch of 1 and outputs named ``loc`` and ``conf`` (the project's IR
+    and ONNX exports), so images go through one synchronous request each.
     """
-    compiled = _compile(Path(xml_path), threads)
+    compiled = _compile(Path(model_path), threads)
     request = compiled.create_infer_request()
     loc_port, conf_port = compiled.output("loc"), compiled.output("conf")
 

@@ -326,7 +326,7 @@ def _in_process(target: Target, paths: Sequence[Path], settings: CompareSettings
     info = infos[0]
     identity = compare_identity(dict(transport.identity()), target,
                                 info.get("runtime"), info.get("runtime_version"),
-                                info.get("threads_used"))
+                                info.get("threads_used"), info.get("inference_precision"))
     return raw, identity
 
 

@@ -20,8 +20,9 @@ from edgeprune.fileio import write_json
 from edgeprune.measurement.bootstrap import bootstrap_map
 from edgeprune.measurement.targets import Target
 
-#: The edgeprune.detection.detect runtime that reads each artifact format.
-FORMAT_RUNTIME = {"tflite": "tflite", "ir": "openvino", "keras": "keras"}
+#: The edgeprune.detection.detect runtime that reads each artifact format (OpenVINO reads the
+#: ``.onnx`` files made for TensorRT targets, so ``per_format`` scores those on the host too).
+FORMAT_RUNTIME = {"tflite": "tflite", "ir": "openvino", "onnx": "openvino", "keras": "keras"}
 
 
 @dataclass
@@ -56,7 +57,7 @@ def runner_map(runner: Runner, test: TestSet,
 
 def artifact_map(fmt: str, path: Path, test: TestSet,
                  threads: int) -> tuple[float, tuple[float, float]]:
-    """mAP of a converted model file (``tflite`` or ``ir``) with its 95 % interval."""
+    """mAP of a converted model file (``tflite``, ``ir`` or ``onnx``) with its 95 % interval."""
     runner, batch = make_runner(FORMAT_RUNTIME[fmt], path, threads)
     return runner_map(runner, test, batch)
 

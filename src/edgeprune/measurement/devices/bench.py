@@ -10,7 +10,9 @@
   command there); ``.xml`` and ``.bin`` are pushed. It prints median/average/min/max but no std,
   and needs a model with static input shapes (export the IR with batch 1). It runs with the
   LATENCY hint, or, when ``threads`` is set on CPU, with the equivalent one stream + synchronous
-  requests (the tool refuses ``-nthreads`` alongside a hint).
+  requests (the tool refuses ``-nthreads`` alongside a hint); on CPU also with
+  ``-infer_precision f32``, as ``remote_runner.py`` (a CPU with bf16 support would otherwise
+  run the f32 model in bf16). The precision the tool reports is kept as ``inference_precision``.
 * ``litert-python`` / ``openvino`` -- ``remote_runner.py`` (shipped beside this module) is pushed
   and run with the target's Python; it returns every per-run sample, so all statistics exist.
 * ``trtexec`` -- TensorRT's tool on an SSH target (a Jetson): the ONNX model is copied, its engine
@@ -72,9 +74,9 @@ from edgeprune.measurement.devices.transport import (
 from edgeprune.measurement.latency import LatencyStats, summarize
 from edgeprune.measurement.targets import Target
 
-__all__ = ["PART_MAX_AGE_MIN", "REMOTE_RUNNER", "compare_identity", "compare_with_runner",
-           "device_session", "interleave_tool", "read_tool_output", "run_benchmark",
-           "staged_name"]
+__all__ = ["PART_MAX_AGE_MIN", "REMOTE_RUNNER", "app_precision", "compare_identity",
+           "compare_with_runner", "device_session", "interleave_tool", "read_tool_output",
+           "run_benchmark", "staged_name"]
 
 REMOTE_RUNNER = Path(__file__).with_name("remote_runner.py")
 #: ``.part`` files (interrupted copies) older than this many minutes are removed.
@@ -115,6 +117,10 @@ class _Measurement:
     tool: dict[str, Any] | None = None
     samples_ms: list[float] | None = None
     warmup: int | None = None
+
+
+#: Runtimes that run OpenVINO, whose identity records ``inference_precision``.
+_OPENVINO_RUNTIMES = ("openvino", "benchmark_app")
 
 
 # --------------------------------------------------------------------------- file staging
@@ -353,11 +359,30 @@ def _exec_benchmark_app(ctx: _Context) -> _Execution:
                  "-nthreads", str(target.threads)]
     else:
         argv += ["-hint", "latency"]
+    if target.device == "CPU":
+        argv += ["-infer_precision", "f32"]  # the model's precision, not the CPU's bf16 default
     return _Execution(argv, ctx.transport.run(argv, timeout=target.timeout_s))
 
 
+#: benchmark_app's line with the compiled model's precision: ``INFERENCE_PRECISION_HINT: f32``
+#: (C++ tool) or ``INFERENCE_PRECISION_HINT: <Type: 'float32'>`` (Python tool).
+_APP_PRECISION = re.compile(
+    r"INFERENCE_PRECISION_HINT:[ \t]*(?:<Type:[ \t]*'(\w+)'>|(\w+))[ \t]*$", re.MULTILINE)
+_TYPE_NAMES = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+
+
+def app_precision(text: str) -> str | None:
+    """The inference precision benchmark_app reports for the compiled model (OpenVINO's short
+    names: ``f32``, ``bf16``, ``f16``), or None where its output has no such line."""
+    found = _APP_PRECISION.search(text)
+    if found is None:
+        return None
+    name = found.group(1) or found.group(2)
+    return _TYPE_NAMES.get(name, name)
+
+
 def _measure_benchmark_app(ctx: _Context, text: str) -> _Measurement:
-    parsed = parse_benchmark_app(text)
+    parsed = {**parse_benchmark_app(text), "inference_precision": app_precision(text)}
     missing = [k for k in ("median_ms", "average_ms", "min_ms", "max_ms") if parsed[k] is None]
     if missing:
         raise BenchmarkOutputError(f"benchmark_app output lacks {', '.join(missing)}",
@@ -551,6 +576,8 @@ def _identity(ctx: _Context, measurement: _Measurement) -> dict[str, Any]:
         delegates=asdict(target.delegates) if target.delegates else None,
         openvino_device=target.device,
     )
+    if target.runtime in _OPENVINO_RUNTIMES:
+        identity["inference_precision"] = (measurement.tool or {}).get("inference_precision")
     return identity
 
 
@@ -613,14 +640,18 @@ def run_benchmark(
 
 
 def compare_identity(identity: dict[str, Any], target: Target, runtime: str | None,
-                     runtime_version: str | None, threads_used: int | None) -> dict[str, Any]:
+                     runtime_version: str | None, threads_used: int | None,
+                     inference_precision: str | None = None) -> dict[str, Any]:
     """A comparison's identity: the machine's, plus runtime and version, the threads asked for
     (``threads``) and actually used (``threads_used``; the runtime's report where it gives one),
-    delegates and OpenVINO device."""
+    delegates and OpenVINO device; on an OpenVINO target also the precision the compiled model
+    computes in (``inference_precision``, the runtime's report; None where it gives none)."""
     out = {**identity, "runtime": runtime, "runtime_version": runtime_version,
            "threads": target.threads, "threads_used": threads_used,
            "delegates": asdict(target.delegates) if target.delegates else None,
            "openvino_device": target.device}
+    if target.runtime in _OPENVINO_RUNTIMES:
+        out["inference_precision"] = inference_precision
     if target.runtime == "trtexec":
         out["precision"] = "fp16" if target.fp16 else "fp32"
     return out
@@ -668,7 +699,8 @@ def compare_with_runner(target: Target, models: Sequence[str | Path], raw_log: s
         raise _unreadable(ctx, BenchmarkOutputError(
             "remote_runner.py printed no comparison result line", field="interleave"), raw_log)
     identity = compare_identity(dict(ctx.transport.identity()), target, payload.get("runtime"),
-                                payload.get("runtime_version"), payload.get("threads_used"))
+                                payload.get("runtime_version"), payload.get("threads_used"),
+                                payload.get("inference_precision"))
     identity.update(command=shlex.join(argv), pushed=ctx.pushed, python=payload.get("python"))
     return payload["interleave"], identity
 
@@ -722,6 +754,7 @@ def interleave_tool(target: Target, models: Sequence[str | Path], raw_log: str |
            "elapsed_s": elapsed, "block_statistic": "/".join(sorted(statistics)),
            "groups": groups}
     identity = compare_identity(dict(base.transport.identity()), target, measurement.runtime,
-                                measurement.runtime_version, target.threads)
+                                measurement.runtime_version, target.threads,
+                                (measurement.tool or {}).get("inference_precision"))
     identity.update(pushed=base.pushed)
     return raw, identity

@@ -34,7 +34,13 @@ from typing import Any
 import numpy as np
 from boxes import PostprocessConfig, postprocess  # edgeprune.detection.boxes, copied beside
 from PIL import Image
-from remote_runner import litert_interpreter, load_openvino  # copied beside this script
+from remote_runner import (  # copied beside this script
+    compile_openvino,
+    inference_precision,
+    litert_interpreter,
+    load_openvino,
+    openvino_config,
+)
 
 FORMAT_VERSION = 1
 STAGES = ("read", "decode", "resize", "inference", "postprocess")
@@ -183,7 +189,9 @@ def _port_name(port: Any) -> str:
 
 
 def openvino_model(args: argparse.Namespace) -> tuple[Callable, dict[str, Any]]:
-    """A batch -> (loc, conf) function compiled with the LATENCY hint, and its identity."""
+    """A batch -> (loc, conf) function compiled with the LATENCY hint (f32 on CPU:
+    ``remote_runner.openvino_config``), and its identity with the precision the device computes
+    in (``inference_precision``)."""
     ov = load_openvino()
     core = ov.Core()
     model = core.read_model(args.model)
@@ -192,10 +200,8 @@ def openvino_model(args: argparse.Namespace) -> tuple[Callable, dict[str, Any]]:
     if model.inputs[0].get_partial_shape().is_dynamic:
         model.reshape({model.inputs[0]: ov.PartialShape([1, args.input_size[0],
                                                          args.input_size[1], 3])})
-    config = {"PERFORMANCE_HINT": "LATENCY"}
-    if args.threads and args.device == "CPU":
-        config["INFERENCE_NUM_THREADS"] = str(args.threads)
-    compiled = core.compile_model(model, args.device, config)
+    compiled = compile_openvino(core, model, args.device,
+                                openvino_config(args.device, args.threads))
     input_type = compiled.inputs[0].get_element_type().get_type_name()
     if input_type not in _OV_FLOAT_TYPES and input_type != "u8":
         fail(f"OpenVINO model input is {input_type}; use a float IR (quantised weights are "
@@ -214,7 +220,7 @@ def openvino_model(args: argparse.Namespace) -> tuple[Callable, dict[str, Any]]:
         return np.array(out[loc], dtype=np.float32), probabilities(conf, out[conf])
 
     return run, {"runtime": "openvino", "runtime_version": str(ov.get_version()),
-                 "device": args.device}
+                 "device": args.device, "inference_precision": inference_precision(compiled)}
 
 
 # --------------------------------------------------------------------------- the loop

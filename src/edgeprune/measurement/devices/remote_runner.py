@@ -223,33 +223,71 @@ def _ov_dtype(element_type: Any) -> Any:
     return _OV_TYPES[name]
 
 
+#: The compile option naming the precision a device computes in (``ov::hint::inference_precision``).
+PRECISION_KEY = "INFERENCE_PRECISION_HINT"
+
+
 def openvino_config(device: str, threads: int | None) -> dict[str, str]:
-    """Compile options: the LATENCY hint, plus the thread count on CPU when one is set."""
+    """Compile options: the LATENCY hint; on CPU also f32 inference precision and the thread
+    count when one is set. The CPU plugin otherwise runs an f32 model in bf16 on CPUs with
+    AVX512-BF16/AMX (and in f16 on recent ARM), so results would depend on the CPU; other devices
+    (MYRIAD, GPU, NPU) keep their own precision and may reject the option."""
     config = {"PERFORMANCE_HINT": "LATENCY"}
-    if threads and device == "CPU":
-        config["INFERENCE_NUM_THREADS"] = str(threads)
+    if device == "CPU":
+        config[PRECISION_KEY] = "f32"
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
     return config
+
+
+def compile_openvino(core: Any, model: Any, device: str, config: dict[str, str]) -> Any:
+    """``core.compile_model(model, device, config)``; if that fails with the precision option in
+    ``config`` (an old or third-party plugin that does not know it), compile once more without
+    it, with a note on stderr -- :func:`inference_precision` then records what the device used."""
+    try:
+        return core.compile_model(model, device, config)
+    except Exception as exc:  # noqa: BLE001 - plugins raise RuntimeError or their own types
+        if PRECISION_KEY not in config:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        sys.stderr.write(f"remote_runner: {device} refused {PRECISION_KEY}=f32 ({first}); "
+                         "compiling with the device's default precision\n")
+        rest = {k: v for k, v in config.items() if k != PRECISION_KEY}
+        return core.compile_model(model, device, rest)
+
+
+def inference_precision(compiled: Any) -> str | None:
+    """The precision a compiled model computes in, as OpenVINO names it (``f32``, ``bf16``,
+    ``f16``), or None where the build or device does not report it."""
+    try:
+        value = compiled.get_property(PRECISION_KEY)
+    except Exception:  # noqa: BLE001 - older builds and some devices do not report it
+        return None
+    type_name = getattr(value, "get_type_name", None)
+    return str(type_name()) if callable(type_name) else str(value)
 
 
 def openvino_opener(ov: Any, core: Any, model_path: str, device: str, threads: int | None,
                     seed: int, info: dict[str, Any]) -> Callable[[], Callable[[], object]]:
     """An opener for :func:`interleave`: each call reads and compiles the model anew (LATENCY
-    hint), sets the same seeded random inputs and returns a synchronous ``infer``. ``info``
-    receives the runtime identity, the input shapes and, on CPU, the compiled model's
-    ``INFERENCE_NUM_THREADS`` as ``threads_used``."""
+    hint, f32 on CPU: :func:`openvino_config`), sets the same seeded random inputs and returns a
+    synchronous ``infer``. ``info`` receives the runtime identity, the input shapes, the
+    compiled model's precision as ``inference_precision`` (:func:`inference_precision`) and,
+    on CPU, its ``INFERENCE_NUM_THREADS`` as ``threads_used``."""
     config = openvino_config(device, threads)
 
     def open_instance() -> Callable[[], object]:
         model = core.read_model(model_path)
         shapes = _static_shapes(model, ov.PartialShape)
-        compiled = core.compile_model(model, device, config)
+        compiled = compile_openvino(core, model, device, config)
         request = compiled.create_infer_request()
         rng = np.random.default_rng(seed)
         for index, port in enumerate(compiled.inputs):
             value = random_array(tuple(shapes[index]), _ov_dtype(port.get_element_type()), rng)
             request.set_input_tensor(index, ov.Tensor(value))
         info.update(runtime="openvino", runtime_version=str(ov.get_version()), device=device,
-                    input_shapes=shapes, threads_used=threads)
+                    input_shapes=shapes, threads_used=threads,
+                    inference_precision=inference_precision(compiled))
         if device == "CPU":
             try:
                 info["threads_used"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
