@@ -10,9 +10,10 @@
   before, one after); :class:`SameConv2d` and :class:`SameMaxPool2d` pad exactly as TensorFlow
   does (max pooling pads with -inf, i.e. ignores the padding), so every feature map matches.
 * :meth:`SSDTorch.forward` takes NCHW float images with pixel values 0..255 (the Keras
-  ``Rescaling`` to [-1, 1] is inside) and returns ``(loc (B, A, 4), conf_logits (B, A, C+1))``;
-  a head's NCHW output is permuted to NHWC before the reshape, which is what Keras's
-  ``Reshape((-1, 4))`` of an NHWC map does, so anchors are in the same order.
+  ``Rescaling`` to [-1, 1] is inside, with Keras's constant :data:`INPUT_SCALE`) and returns
+  ``(loc (B, A, 4), conf_logits (B, A, C+1))``; a head's NCHW output is permuted to NHWC
+  before the reshape, which is what Keras's ``Reshape((-1, 4))`` of an NHWC map does, so
+  anchors are in the same order.
 * :class:`DeployModel` is the deployment contract of the Keras export: NHWC input ``image``
   (0..255), outputs ``loc`` and softmax ``conf`` -- what the project's runtimes (OpenVINO,
   LiteRT, TensorRT) and its evaluator read.
@@ -38,6 +39,11 @@ from edgeprune.errors import ConfigError
 #: Keras defaults of the building blocks (edgeprune.detection.models.layers).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01   # torch's momentum = 1 - Keras's 0.99
+#: The scale of Keras's ``Rescaling(1 / 127.5, offset=-1)`` as the layer applies it:
+#: ``tf.cast`` of a Python float goes through float32 (in a float64 model too), so Keras
+#: multiplies by float32(1 / 127.5), not by 1 / 127.5. The twin uses the same constant, which
+#: makes its input normalisation bit-identical to Keras's in float32 and in float64.
+INPUT_SCALE = float(np.float32(1.0 / 127.5))
 
 
 def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -192,7 +198,7 @@ class SSDTorch(nn.Module):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The six feature maps the SSD heads read (NCHW), first to last."""
-        x = x / 127.5 - 1.0
+        x = x * INPUT_SCALE - 1.0
         maps: list[torch.Tensor] = []
         for op in self.program:
             if op[0] == "cbr":
