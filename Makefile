@@ -36,7 +36,7 @@ base: venv  ## base detectors trained and evaluated
 	$(SNAKEMAKE) --cores $(CORES) results/base_detectors.csv
 
 test: venv  ## unit + integration tests (CPU only)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 lint: venv
 	$(VENV)/bin/ruff check src tests workflow/scripts benchmarks

@@ -67,8 +67,16 @@ def test_paper2_workflow_on_tiny_config(tmp_path: Path) -> None:
                  "p2_whole_time", "p2_report"):
         assert f"rule {rule}:" in plan, rule
     assert "results/openvino/ssd_mobilenet_v1/base_fp16.xml" in plan
+    # Both backends in one invocation (issue 10): Keras under results/paper2/, torch (the same
+    # trained base, ported: no second training) under results/paper2/torch/, and the same plan
+    # side by side in results/paper2/backends.csv.
+    (tmp_path / "both.yaml").write_text(yaml.safe_dump({"paper2": {"backend": ["keras",
+                                                                                "torch"]}}))
     _snakemake(snakefile, tmp_path, "results/paper2/summary.md",
-               "results/paper2/figures/fig5_sweep_latency_ssd_mobilenet_v1.png")
+               "results/paper2/figures/fig5_sweep_latency_ssd_mobilenet_v1.png",
+               "results/paper2/torch/summary.md",
+               "results/paper2/torch/figures/fig5_sweep_latency_ssd_mobilenet_v1.png",
+               "results/paper2/backends.csv", extra=(str(tmp_path / "both.yaml"),))
     res = tmp_path / "results"
     p2 = res / "paper2"
 
@@ -142,12 +150,7 @@ def test_paper2_workflow_on_tiny_config(tmp_path: Path) -> None:
     assert (res / "benchmarks/paper2/report.tsv").is_file()
     assert (res / "logs/paper2/whole/ssd_mobilenet_v1/cluster_build.log").is_file()
 
-    # The torch backend (issue 10) on the same trained base (ported, no second training):
-    # same sweeps, cluster sizes, tables and figures, under results/paper2/torch/.
-    (tmp_path / "torch.yaml").write_text(yaml.safe_dump({"paper2": {"backend": "torch"}}))
-    _snakemake(snakefile, tmp_path, "results/paper2/torch/summary.md",
-               "results/paper2/torch/figures/fig5_sweep_latency_ssd_mobilenet_v1.png",
-               extra=(str(tmp_path / "torch.yaml"),))
+    # The torch backend: same sweeps, cluster sizes, tables and figures.
     pt = p2 / "torch"
     keras_points = json.loads((p2 / "sweeps/ssd_mobilenet_v1/conv1/points.json").read_text())
     torch_points = json.loads((pt / "sweeps/ssd_mobilenet_v1/conv1/points.json").read_text())
@@ -172,4 +175,26 @@ def test_paper2_workflow_on_tiny_config(tmp_path: Path) -> None:
     with sqlite3.connect(res / "mlflow.db") as db:
         backends = {v for (v,) in db.execute(
             "SELECT value FROM params WHERE key = 'backend'")}
-    assert backends == {"keras", "torch"}
+    assert backends == {"keras", "torch", "keras,torch"}
+
+    # Side by side: every step of both methods (one-shot and fine-tuned) on both targets, both
+    # latencies from one interleaved comparison, mAP paired on the same images, words that
+    # follow the intervals.
+    both = pd.read_csv(p2 / "backends.csv")
+    assert set(both["target"]) == {"host-openvino", "host-litert"}
+    assert set(both["method"]) == {"base", "filter", "cluster"}
+    assert len(both) == 2 * len(whole) == 2 * len(whole_torch)
+    assert both["same_widths"].all() and (both["params_keras"] == both["params_torch"]).all()
+    for side in ("keras", "torch"):
+        assert (both[f"latency_{side}_ci95_lo_ms"] <= both[f"latency_{side}_ms"]).all()
+        assert (both[f"latency_{side}_ms"] <= both[f"latency_{side}_ci95_hi_ms"]).all()
+    assert (both["latency_diff_ci95_lo_pct"] <= both["latency_diff_ci95_hi_pct"]).all()
+    for r in both.itertuples():
+        within = r.latency_diff_ci95_lo_pct <= 0 <= r.latency_diff_ci95_hi_pct
+        assert r.latency_words.startswith("within noise") == within
+    one_shot = both[~both["finetuned"].astype(bool)]
+    # The same plan on the same ported weights: one-shot models detect alike in both frameworks.
+    assert (one_shot["mAP_diff"].abs() < 1e-3).all()
+    raw_both = json.loads((p2 / "backends/ssd_mobilenet_v1/raw_host-openvino/backends.json")
+                          .read_text())
+    assert len(raw_both["models"]) == 2 * len(whole)

@@ -64,14 +64,6 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real run of the paper-1 DAG on the tiny config (a few minutes on 2 cores)."""
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir, *TARGETS)
-    return workdir
-
-
 @pytest.mark.integration
 def test_base_detectors_and_dataset(tiny_run: Path) -> None:
     res = tiny_run / "results"
@@ -192,6 +184,7 @@ def test_config_edit_reruns_only_the_jobs_it_affects(tiny_run: Path, tmp_path: P
     ({"paper1": {"sparsities": [0, 1.0]}}, "paper1.sparsities.1"),
     ({"train": {"epochz": 3}}, "train"),
     ({"threads": "two"}, "threads"),
+    ({"paper2": {"backend": ["keras", "jax"]}}, "paper2.backend"),
     ({"data": {"synthetic": {"splits": {"train": 0}}}}, "data.synthetic.splits.train"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path: Path, override: dict, key: str) -> None:

@@ -17,6 +17,7 @@ localrules:
     figures_paper1,
     p2_sweep_figures,
     p2_report,
+    p2_backends,
     paper2,
     pareto_target,
     pareto,
@@ -47,10 +48,16 @@ use rule p2_whole_time as p2_whole_time_attached with:
         target=ATTACHED_RE,
 
 
+use rule p2_backends_time as p2_backends_time_attached with:
+    wildcard_constraints:
+        target=ATTACHED_RE,
+
+
 ruleorder: latency_compare_attached > latency_compare
 ruleorder: app_fps_attached > app_fps
 ruleorder: p2_sweep_time_attached > p2_sweep_time
 ruleorder: p2_whole_time_attached > p2_whole_time
+ruleorder: p2_backends_time_attached > p2_backends_time
 
 
 localrules:
@@ -58,3 +65,4 @@ localrules:
     app_fps_attached,
     p2_sweep_time_attached,
     p2_whole_time_attached,
+    p2_backends_time_attached,

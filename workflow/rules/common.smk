@@ -294,13 +294,69 @@ try:
 except ConfigError as _exc:
     raise WorkflowError(str(_exc)) from None
 
-# The torch backend's results live beside the Keras ones, under results/paper2/torch/.
-P2_ROOT = f"{RESULTS}/paper2/torch" if P2.backend == "torch" else f"{RESULTS}/paper2"
+# Each backend's results: Keras under results/paper2/, torch beside them under
+# results/paper2/torch/. Paper 2's rules match either through the `p2root` wildcard; the first
+# listed backend is the one the pareto chooser reads.
+P2_ROOTS = {"keras": "paper2", "torch": "paper2/torch"}
+P2_ROOT = f"{RESULTS}/{{p2root}}"
 P2_FIGS = f"{P2_ROOT}/figures"
+P2_ROOT_RE = "|".join(re.escape(P2_ROOTS[b]) for b in P2.backends)
+P2_BACKENDS_DIR = f"{RESULTS}/paper2/backends"
+
+
+def p2_root(backend):
+    """The results folder of one backend (``results/paper2`` or ``results/paper2/torch``)."""
+    return f"{RESULTS}/{P2_ROOTS[backend]}"
+
+
+def p2_backend(wildcards):
+    """The backend whose results folder the job's `p2root` wildcard names."""
+    return next(b for b, root in P2_ROOTS.items() if root == wildcards.p2root)
+
+
+def p2_all(pattern, **values):
+    """`pattern` (with `{p2root}`) for every configured backend, other wildcards from `values`."""
+    return [
+        path
+        for backend in P2.backends
+        for path in expand(pattern, p2root=P2_ROOTS[backend], **values)
+    ]
+
+
 P2_TARGETS = list(P2.targets)
 P2_METHODS = ["filter", "cluster"]
 P2_TARGET_RE = "|".join(re.escape(t) for t in P2_TARGETS)
 P2_LAYER_RE = "[A-Za-z0-9_]+"
+
+
+#: What the `paper2` target asks of each backend's folder.
+P2_REPORT_FILES = [
+    "table1.csv",
+    "table2.csv",
+    "table3.csv",
+    "periods.csv",
+    "summary.md",
+]
+P2_FIGURES = [
+    name
+    for arch in P2.archs
+    for name in [
+        f"fig5_sweep_latency_{arch}",
+        f"fig8_sweep_map_{arch}",
+        *report_figures([arch])[arch],
+    ]
+]
+
+
+def p2_pair_inputs(wildcards):
+    """Both backends' build JSONs and model folders of one architecture (side-by-side rules)."""
+    return {
+        f"{backend}_{kind}": expand(
+            f"{p2_root(backend)}/whole/{wildcards.arch}/{name}", method=P2_METHODS
+        )
+        for backend in ("keras", "torch")
+        for kind, name in (("builds", "{method}.json"), ("models", "models_{method}"))
+    }
 
 
 def p2_params(*keys):
@@ -310,7 +366,7 @@ def p2_params(*keys):
 
 def p2_sweep_csvs(wildcards):
     return [
-        f"{P2_ROOT}/sweeps/{wildcards.arch}/{layer}/{target}.csv"
+        f"{RESULTS}/{wildcards.p2root}/sweeps/{wildcards.arch}/{layer}/{target}.csv"
         for layer in P2.sweep.layers[wildcards.arch]
         for target in P2_TARGETS
     ]
@@ -351,7 +407,8 @@ def pareto_inputs(wildcards):
         inputs["table2"] = f"{RESULTS}/table2.csv"
     if wildcards.target in P2_TARGETS:
         inputs["whole"] = expand(
-            f"{P2_ROOT}/whole/{{arch}}/{wildcards.target}.csv", arch=P2.archs
+            f"{p2_root(P2.backend)}/whole/{{arch}}/{wildcards.target}.csv",
+            arch=P2.archs,
         )
     return inputs
 

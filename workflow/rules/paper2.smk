@@ -5,7 +5,13 @@
 # Model files are written by *build* jobs (parallel) and timed by *time* jobs that hold the
 # resource of the target's physical device (common.smk), so two timings never overlap
 # on one device; timing on this machine also takes every core, so nothing runs beside it.
-# Helpers and settings (P2_*): common.smk.
+# Helpers and settings (P2_*): common.smk. Every backend in `paper2.backend` runs these rules
+# under its own folder (the `p2root` wildcard: paper2 for Keras, paper2/torch for torch); with
+# both, p2_backends_* set the same plan side by side.
+
+
+wildcard_constraints:
+    p2root=P2_ROOT_RE,
 
 
 rule p2_sweep_build:
@@ -17,16 +23,17 @@ rule p2_sweep_build:
         models=temp(directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/models")),
         points=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/points.json",
     log:
-        f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_build.log",
+        f"{RESULTS}/logs/{{p2root}}/sweep/{{arch}}/{{layer}}_build.log",
     benchmark:
-        f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}/{{layer}}_build.tsv"
+        f"{RESULTS}/benchmarks/{{p2root}}/sweep/{{arch}}/{{layer}}_build.tsv"
     wildcard_constraints:
         layer=P2_LAYER_RE,
     conda:
         "../../envs/edgeprune.yaml"
     threads: THREADS
     params:
-        settings=p2_params("backend", "accuracy", "eval_images", "targets"),
+        backend=p2_backend,
+        settings=p2_params("accuracy", "eval_images", "targets"),
         sweep=p2_params(
             "sweep.step", "sweep.min_filters", "sweep.max_removed", "sweep.isolated"
         ),
@@ -42,9 +49,9 @@ rule p2_sweep_time:
         csv=f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/{{target}}.csv",
         raw=directory(f"{P2_ROOT}/sweeps/{{arch}}/{{layer}}/raw_{{target}}"),
     log:
-        f"{RESULTS}/logs/paper2/sweep/{{arch}}/{{layer}}_{{target}}.log",
+        f"{RESULTS}/logs/{{p2root}}/sweep/{{arch}}/{{layer}}_{{target}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}/{{layer}}_{{target}}.tsv"
+        f"{RESULTS}/benchmarks/{{p2root}}/sweep/{{arch}}/{{layer}}_{{target}}.tsv"
     wildcard_constraints:
         layer=P2_LAYER_RE,
         target=P2_TARGET_RE,
@@ -54,6 +61,7 @@ rule p2_sweep_time:
     resources:
         **device_resources(),
     params:
+        backend=p2_backend,
         timing=p2_params("sweep.timing"),
         target=target_spec,
     script:
@@ -67,9 +75,9 @@ rule p2_sweep_figures:
         latency=p2_report_figure("fig5_sweep_latency_{arch}", "p2_fig5.rst", "Fig. 5"),
         accuracy=p2_report_figure("fig8_sweep_map_{arch}", "p2_fig8.rst", "Fig. 8"),
     log:
-        f"{RESULTS}/logs/paper2/sweep/{{arch}}_figures.log",
+        f"{RESULTS}/logs/{{p2root}}/sweep/{{arch}}_figures.log",
     benchmark:
-        f"{RESULTS}/benchmarks/paper2/sweep/{{arch}}_figures.tsv"
+        f"{RESULTS}/benchmarks/{{p2root}}/sweep/{{arch}}_figures.tsv"
     conda:
         "../../envs/edgeprune.yaml"
     threads: 1
@@ -86,13 +94,14 @@ rule p2_cluster_size:
             "period_evidence_{arch}", "p2_period_evidence.rst", "period evidence"
         ),
     log:
-        f"{RESULTS}/logs/paper2/cluster_size/{{arch}}.log",
+        f"{RESULTS}/logs/{{p2root}}/cluster_size/{{arch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/paper2/cluster_size/{{arch}}.tsv"
+        f"{RESULTS}/benchmarks/{{p2root}}/cluster_size/{{arch}}.tsv"
     conda:
         "../../envs/edgeprune.yaml"
     threads: 1
     params:
+        backend=p2_backend,
         settings=p2_params("period", "cluster", "whole"),
     script:
         "../scripts/paper2_cluster_size.py"
@@ -108,9 +117,9 @@ rule p2_whole_build:
         models=temp(directory(f"{P2_ROOT}/whole/{{arch}}/models_{{method}}")),
         json=f"{P2_ROOT}/whole/{{arch}}/{{method}}.json",
     log:
-        f"{RESULTS}/logs/paper2/whole/{{arch}}/{{method}}_build.log",
+        f"{RESULTS}/logs/{{p2root}}/whole/{{arch}}/{{method}}_build.log",
     benchmark:
-        f"{RESULTS}/benchmarks/paper2/whole/{{arch}}/{{method}}_build.tsv"
+        f"{RESULTS}/benchmarks/{{p2root}}/whole/{{arch}}/{{method}}_build.tsv"
     wildcard_constraints:
         method="filter|cluster",
     conda:
@@ -119,7 +128,8 @@ rule p2_whole_build:
     resources:
         gpu=TRAIN_GPUS,
     params:
-        settings=p2_params("backend", "whole", "accuracy", "eval_images", "targets"),
+        backend=p2_backend,
+        settings=p2_params("whole", "accuracy", "eval_images", "targets"),
     script:
         "../scripts/paper2_whole_build.py"
 
@@ -127,10 +137,14 @@ rule p2_whole_build:
 rule p2_whole_time:
     input:
         builds=expand(
-            f"{P2_ROOT}/whole/{{{{arch}}}}/{{method}}.json", method=P2_METHODS
+            f"{P2_ROOT}/whole/{{{{arch}}}}/{{method}}.json",
+            method=P2_METHODS,
+            allow_missing=True,
         ),
         models=expand(
-            f"{P2_ROOT}/whole/{{{{arch}}}}/models_{{method}}", method=P2_METHODS
+            f"{P2_ROOT}/whole/{{{{arch}}}}/models_{{method}}",
+            method=P2_METHODS,
+            allow_missing=True,
         ),
         spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
         video=APP_VIDEO,
@@ -138,9 +152,9 @@ rule p2_whole_time:
         csv=f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv",
         raw=directory(f"{P2_ROOT}/whole/{{arch}}/raw_{{target}}"),
     log:
-        f"{RESULTS}/logs/paper2/whole/{{arch}}/{{target}}.log",
+        f"{RESULTS}/logs/{{p2root}}/whole/{{arch}}/{{target}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/paper2/whole/{{arch}}/{{target}}.tsv"
+        f"{RESULTS}/benchmarks/{{p2root}}/whole/{{arch}}/{{target}}.tsv"
     wildcard_constraints:
         target=P2_TARGET_RE,
     conda:
@@ -149,6 +163,7 @@ rule p2_whole_time:
     resources:
         **device_resources(),
     params:
+        backend=p2_backend,
         timing=p2_params("whole.timing"),
         app=p2_params("app_fps", "tables"),
         target=target_spec,
@@ -158,16 +173,20 @@ rule p2_whole_time:
 
 rule p2_report:
     input:
-        sizes=expand(f"{P2_ROOT}/cluster_size/{{arch}}.json", arch=P2.archs),
+        sizes=expand(
+            f"{P2_ROOT}/cluster_size/{{arch}}.json", arch=P2.archs, allow_missing=True
+        ),
         builds=expand(
             f"{P2_ROOT}/whole/{{arch}}/{{method}}.json",
             arch=P2.archs,
             method=P2_METHODS,
+            allow_missing=True,
         ),
         whole=expand(
             f"{P2_ROOT}/whole/{{arch}}/{{target}}.csv",
             arch=P2.archs,
             target=P2_TARGETS,
+            allow_missing=True,
         ),
     output:
         table1=p2_table(f"{P2_ROOT}/table1.csv", "p2_table1.rst"),
@@ -182,13 +201,14 @@ rule p2_report:
             + p2_report_figure(fig12, "p2_fig12.rst", "Fig. 12", arch)
         ],
     log:
-        f"{RESULTS}/logs/paper2/report.log",
+        f"{RESULTS}/logs/{{p2root}}/report.log",
     benchmark:
-        f"{RESULTS}/benchmarks/paper2/report.tsv"
+        f"{RESULTS}/benchmarks/{{p2root}}/report.tsv"
     conda:
         "../../envs/edgeprune.yaml"
     threads: 1
     params:
+        backend=p2_backend,
         settings=p2_params("tables", "targets"),
     script:
         "../scripts/paper2_report.py"
@@ -223,7 +243,7 @@ rule p2_openvino_accuracy:
             runtime=["keras", "openvino-fp32", "openvino-fp16"],
         ),
     output:
-        p2_table(f"{P2_ROOT}/openvino_accuracy.csv", "p2_openvino_accuracy.rst"),
+        p2_table(f"{RESULTS}/paper2/openvino_accuracy.csv", "p2_openvino_accuracy.rst"),
     log:
         f"{RESULTS}/logs/paper2/openvino_accuracy.log",
     benchmark:
@@ -237,11 +257,76 @@ rule p2_openvino_accuracy:
         "../scripts/paper2_openvino_accuracy.py"
 
 
+rule p2_backends_map:
+    input:
+        unpack(p2_pair_inputs),
+        data_ready,
+        spec=f"{RESULTS}/models/{{arch}}/base.spec.json",
+    output:
+        json=f"{P2_BACKENDS_DIR}/{{arch}}/map.json",
+    log:
+        f"{RESULTS}/logs/paper2/backends/{{arch}}_map.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/backends/{{arch}}_map.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
+    threads: THREADS
+    params:
+        settings=p2_params("eval_images", "backend"),
+    script:
+        "../scripts/paper2_backends_map.py"
+
+
+rule p2_backends_time:
+    input:
+        unpack(p2_pair_inputs),
+    output:
+        csv=f"{P2_BACKENDS_DIR}/{{arch}}/{{target}}.csv",
+        raw=directory(f"{P2_BACKENDS_DIR}/{{arch}}/raw_{{target}}"),
+    log:
+        f"{RESULTS}/logs/paper2/backends/{{arch}}_{{target}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/backends/{{arch}}_{{target}}.tsv"
+    wildcard_constraints:
+        target=P2_TARGET_RE,
+    conda:
+        "../../envs/edgeprune.yaml"
+    threads: timing_threads
+    resources:
+        **device_resources(),
+    params:
+        timing=p2_params("whole.timing"),
+        target=target_spec,
+    script:
+        "../scripts/paper2_backends_time.py"
+
+
+rule p2_backends:
+    input:
+        maps=expand(f"{P2_BACKENDS_DIR}/{{arch}}/map.json", arch=P2.archs),
+        times=expand(
+            f"{P2_BACKENDS_DIR}/{{arch}}/{{target}}.csv",
+            arch=P2.archs,
+            target=P2_TARGETS,
+        ),
+    output:
+        csv=p2_table(f"{RESULTS}/paper2/backends.csv", "p2_backends.rst"),
+    log:
+        f"{RESULTS}/logs/paper2/backends.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/paper2/backends.tsv"
+    conda:
+        "../../envs/edgeprune.yaml"
+    threads: 1
+    script:
+        "../scripts/paper2_backends.py"
+
+
 rule paper2:
     input:
-        rules.p2_report.output,
-        expand(p2_figure_files("fig5_sweep_latency_{arch}"), arch=P2.archs),
-        expand(p2_figure_files("fig8_sweep_map_{arch}"), arch=P2.archs),
-        f"{P2_ROOT}/openvino_accuracy.csv",
+        p2_all(f"{P2_ROOT}/{{name}}", name=P2_REPORT_FILES),
+        p2_all(f"{P2_FIGS}/{{name}}.{{ext}}", name=P2_FIGURES, ext=["png", "pdf"]),
+        f"{RESULTS}/paper2/openvino_accuracy.csv",
+        [f"{RESULTS}/paper2/backends.csv"] if len(P2.backends) > 1 else [],
     conda:
         "../../envs/edgeprune.yaml"

@@ -9,4 +9,5 @@ run_tracked(snakemake, report, sizes_jsons=list(snakemake.input.sizes),
             build_jsons=list(snakemake.input.builds), whole_csvs=list(snakemake.input.whole),
             table1_csv=out.table1, table2_csv=out.table2, table3_csv=out.table3,
             periods_csv=out.periods, summary_md=out.summary,
-            figure_dir=Path(out.figures[0]).parent)
+            figure_dir=Path(out.figures[0]).parent,
+            backend=snakemake.params.backend)

@@ -6,4 +6,5 @@ wc = snakemake.wildcards
 run_tracked(snakemake, sweep_build, arch=wc.arch, layer=wc.layer,
             model_path=snakemake.input.model, spec_path=snakemake.input.spec,
             out_dir=snakemake.output.models, points_json=snakemake.output.points,
-            threads=snakemake.threads)
+            threads=snakemake.threads,
+            backend=snakemake.params.backend)

@@ -7,4 +7,5 @@ run_tracked(snakemake, whole_time, arch=wc.arch, target=wc.target,
             build_jsons=list(snakemake.input.builds), model_dirs=list(snakemake.input.models),
             spec_path=snakemake.input.spec, video=snakemake.input.video,
             out_csv=snakemake.output.csv,
-            raw_dir=snakemake.output.raw)
+            raw_dir=snakemake.output.raw,
+            backend=snakemake.params.backend)

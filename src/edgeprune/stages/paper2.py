@@ -3,6 +3,8 @@
 Each job of a sweep or a pruning series builds its thinned models in one process; the model
 files are written by a *build* job (no target held, runs in parallel with others) and timed by
 a *time* job that holds the target's Snakemake resource, so timings never overlap on a target.
+With ``paper2.backend`` a list, each job runs for one of them: the ``backend`` argument (``None``:
+the first listed); :mod:`edgeprune.stages.backends` sets the two side by side.
 """
 
 from __future__ import annotations
@@ -115,12 +117,12 @@ def _load_base(config: Mapping[str, Any], model_path: str | Path, spec_path: str
 
 def sweep_build(config: Mapping[str, Any], arch: str, layer: str, model_path: str | Path,
                 spec_path: str | Path, out_dir: str | Path, points_json: str | Path,
-                threads: int, log: JobLog) -> RunRecord:
+                threads: int, log: JobLog, backend: str | None = None) -> RunRecord:
     """Thin ``layer`` of the base model point by point; write each point's model files and a
     JSON with removed filters, parameters, MACs, conversion time and mAP (``paper2.accuracy``)
     for the whole network (``rows``) and, if ``paper2.sweep.isolated.enabled``, the files of
     the layer alone (``layer_rows``)."""
-    s = paper2_settings(config)
+    s = paper2_settings(config).for_backend(backend)
     if layer not in s.sweep.layers.get(arch, []):
         raise ConfigError(f"config key 'paper2.sweep.layers.{arch}': {layer!r} is not listed")
     model, spec, keras, anchors = _load_base(config, model_path, spec_path, threads)
@@ -186,13 +188,13 @@ def _sweep_rows(arch: str, target: Any, fmt: str, points: Sequence[Mapping[str, 
 
 def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
                points_json: str | Path, model_dir: str | Path, out_csv: str | Path,
-               raw_dir: str | Path, log: JobLog) -> RunRecord:
+               raw_dir: str | Path, log: JobLog, backend: str | None = None) -> RunRecord:
     """Time every sweep point on ``target``: all whole-network points in one interleaved
     comparison, all isolated-layer points in another (:mod:`edgeprune.measurement.compare`); one
     CSV row
     per point and scope (latency median, 95 % interval, block medians, paired difference to
     the unpruned point, mAP, cost)."""
-    s = paper2_settings(config)
+    s = paper2_settings(config).for_backend(backend)
     fmt = _target_format(s, target)
     tgt = s.targets[target]
     doc = read_json(points_json)
@@ -300,12 +302,13 @@ def _period_entry(df: pd.DataFrame, s: Paper2Settings) -> dict[str, Any]:
 
 
 def cluster_sizes(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
-                  out_json: str | Path, figures: Sequence[str], log: JobLog) -> RunRecord:
+                  out_json: str | Path, figures: Sequence[str], log: JobLog,
+                  backend: str | None = None) -> RunRecord:
     """Periods of latency minima and accuracy maxima per swept layer and target, the cluster
     size P = LCM(p_acc, p_lat) with its phase, and the size (and phase) used for each
     whole-model layer: the config override, else the layer's own sweep on ``size_from``, else
     the most common detected P."""
-    s = paper2_settings(config)
+    s = paper2_settings(config).for_backend(backend)
     sweeps: dict[str, dict[str, Any]] = {}
     for path in csvs:
         df = pd.read_csv(path)
@@ -413,11 +416,12 @@ def _finetuner(config: Mapping[str, Any], s: Paper2Settings, arch: str, spec: An
 
 def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: str | Path,
                 spec_path: str | Path, sizes_json: str | Path, out_dir: str | Path,
-                out_json: str | Path, threads: int, log: JobLog) -> RunRecord:
+                out_json: str | Path, threads: int, log: JobLog,
+                backend: str | None = None) -> RunRecord:
     """Prune the configured layers with ``method`` (filter | cluster): the one-shot series and,
     if enabled, the fine-tuned iterative series; write each step's model files and a JSON
     with widths, cost and mAP."""
-    s = paper2_settings(config)
+    s = paper2_settings(config).for_backend(backend)
     model, spec, keras, anchors = _load_base(config, model_path, spec_path, threads)
     backend = get_backend(s.backend, keras)
     model = backend.load(model, spec)          # torch: the ported Keras base
@@ -509,13 +513,14 @@ def _whole_rows(builds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: Sequence[str],
                model_dirs: Sequence[str], spec_path: str | Path, video: str | Path,
-               out_csv: str | Path, raw_dir: str | Path, log: JobLog) -> RunRecord:
+               out_csv: str | Path, raw_dir: str | Path, log: JobLog,
+               backend: str | None = None) -> RunRecord:
     """Time every whole-model step on ``target`` -- one model per distinct set of widths, all
     in ONE interleaved comparison with the unpruned model first
     (:mod:`edgeprune.measurement.compare`) --
     and the application frame rate, over ``video``, of the models that enter Tables II and
     III (interleaved passes)."""
-    s = paper2_settings(config)
+    s = paper2_settings(config).for_backend(backend)
     fmt = _target_format(s, target)
     tgt = s.targets[target]
     builds = [read_json(p) for p in build_jsons]
@@ -584,7 +589,8 @@ def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
              log: JobLog) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Application frame rate over the clip (JPEG decoding, resize, inference, box decoding,
     NMS per frame) of the unpruned model and each method's table-step model, on any target
-    that can run Python (local or ssh; adb targets get none).
+    that can run Python (local or ssh) with a Python runtime (adb and trtexec targets get none,
+    logged).
 
     ``paper2.app_fps.passes`` passes; in each pass every model runs once, the models in a
     fresh seeded random order, so drift spreads over all models and passes pair. Per model:
@@ -597,6 +603,10 @@ def _app_fps(config: Mapping[str, Any], s: Paper2Settings, tgt: Any, fmt: str,
 
     if tgt.transport == "adb":
         log(f"{tgt.name}: no application FPS over adb (no Python on the device); skipped")
+        return {}
+    if tgt.runtime == "trtexec":
+        log(f"{tgt.name}: no application FPS with runtime trtexec (the app runner has no "
+            f"TensorRT runtime for the {fmt} files); skipped, app_fps columns are NaN")
         return {}
     want = series_name(s.table_finetuned)
     chosen = [r for r in rows if r["method"] == "base"][:1]
@@ -746,9 +756,9 @@ def _closing_note(s: Paper2Settings, periods: pd.DataFrame, sizes: Sequence[Mapp
 def report(config: Mapping[str, Any], sizes_jsons: Sequence[str], build_jsons: Sequence[str],
            whole_csvs: Sequence[str], table1_csv: str | Path, table2_csv: str | Path,
            table3_csv: str | Path, periods_csv: str | Path, summary_md: str | Path,
-           figure_dir: str | Path, log: JobLog) -> RunRecord:
+           figure_dir: str | Path, log: JobLog, backend: str | None = None) -> RunRecord:
     """Tables I-III, Figures 10 and 12, the period table and the closing note."""
-    s = paper2_settings(config)
+    s = paper2_settings(config).for_backend(backend)
     sizes = [read_json(p) for p in sizes_jsons]
     builds: dict[str, dict[str, Any]] = {}
     for path in build_jsons:

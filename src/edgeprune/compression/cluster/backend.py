@@ -51,7 +51,8 @@ class Backend:
 
 
 def keras_backend(keras: Any = None) -> Backend:
-    """The Keras surgery and the project's Keras conversion path."""
+    """The Keras surgery and the project's Keras conversion path (``.tflite`` and IR from one
+    frozen graph, ONNX through tf2onnx)."""
     from edgeprune.compression.cluster.convert import write_artifacts, write_model_artifacts
     from edgeprune.compression.cluster.cost import model_cost
     from edgeprune.compression.cluster.importance import layer_scores

@@ -9,6 +9,7 @@ names the offending key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -145,6 +146,27 @@ class Paper2Settings:
     app_warmup: int
     app_passes: int
     backend: str = "keras"
+    backends: tuple[str, ...] = ("keras",)
+
+    def for_backend(self, name: str | None) -> Paper2Settings:
+        """These settings for one of :attr:`backends` (``None``: the first, :attr:`backend`)."""
+        if name is None or name == self.backend:
+            return self
+        if name not in self.backends:
+            raise ConfigError(f"config key 'paper2.backend': {name!r} is not listed "
+                              f"(configured: {list(self.backends)})")
+        return dataclasses.replace(self, backend=name)
+
+
+def _backends(raw: Any) -> tuple[str, ...]:
+    """``paper2.backend``: one name or a list of distinct names (both run, side by side)."""
+    names = [raw] if isinstance(raw, str) else raw
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n in BACKENDS for n in names)
+            or len(set(names)) != len(names)):
+        raise ConfigError(f"config key 'paper2.backend': expected one of {BACKENDS} or a list "
+                          f"of distinct ones, got {raw!r}")
+    return tuple(names)
 
 
 def _merge(base: Any, over: Any) -> Any:
@@ -246,6 +268,22 @@ def _targets(config: Mapping[str, Any], names: Any) -> dict[str, Target]:
     return out
 
 
+def _onnx_export(targets: Mapping[str, Target], backends: tuple[str, ...]) -> None:
+    """A ``trtexec`` target times ONNX files. The Keras backend converts its models with
+    tf2onnx, which must be installed (checked without importing it); the torch backend
+    exports with ``torch.onnx`` (its ``onnx`` package is a base dependency)."""
+    import importlib.util
+
+    onnx = [name for name, t in targets.items() if t.runtime == "trtexec"]
+    if onnx and "keras" in backends and importlib.util.find_spec("tf2onnx") is None:
+        from edgeprune.compression.cluster.convert import TF2ONNX_PIN
+
+        raise ConfigError(f"config key 'paper2.targets': target {onnx[0]!r} (runtime trtexec) "
+                          f"needs ONNX files, which the Keras backend converts with tf2onnx, "
+                          f"but tf2onnx is not installed; run `make venv` (or pip install "
+                          f"{TF2ONNX_PIN})")
+
+
 def _archs(config: Mapping[str, Any], raw: Any, given: bool) -> list[str]:
     key = "paper2.archs"
     if not given and isinstance(raw, list):
@@ -280,11 +318,15 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
     """Validate ``config["paper2"]`` (missing keys take :data:`DEFAULTS`)."""
     raw = raw_section(config)
     archs = _archs(config, raw["archs"], "archs" in (config.get("paper2") or {}))
-    backend = raw["backend"]
-    if backend not in BACKENDS:
-        raise ConfigError(f"config key 'paper2.backend': expected one of {BACKENDS}, "
-                          f"got {backend!r}")
-    if backend == "torch":
+    backends = _backends(raw["backend"])
+    if "torch" in backends:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None or \
+                importlib.util.find_spec("torch_pruning") is None:
+            raise ConfigError("config key 'paper2.backend': the torch backend needs torch and "
+                              "torch-pruning, which are not installed; run `make venv` (the "
+                              "lock pins the CPU build) or pip install \".[torch]\"")
         other = [a for a in archs if a not in TORCH_ARCHS]
         if other:
             raise ConfigError(f"config key 'paper2.archs': {other} have no torch model "
@@ -342,6 +384,7 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
     if accuracy not in ACCURACY_MODES:
         raise ConfigError(f"config key 'paper2.accuracy': expected one of {ACCURACY_MODES}, "
                           f"got {accuracy!r}")
+    _onnx_export(targets, backends)
     eval_images = raw["eval_images"]
     if eval_images is not None:
         eval_images = _int(raw, "eval_images", "paper2", 1)
@@ -353,6 +396,6 @@ def paper2_settings(config: Mapping[str, Any]) -> Paper2Settings:
         app_frames=_int(raw["app_fps"], "frames", "paper2.app_fps", 1),
         app_warmup=_int(raw["app_fps"], "warmup", "paper2.app_fps", 0),
         app_passes=_int(raw["app_fps"], "passes", "paper2.app_fps", 1),
-        backend=backend,
+        backend=backends[0], backends=backends,
     )
 
