@@ -1,6 +1,7 @@
 """The SLURM profile against a real SLURM: a single-node cluster on 127.0.0.1 (Debian's
 ``slurm-wlm`` and ``munge``, started by ``tests/slurm/start.sh``; ``.ci/run`` installs them) runs
-the tiny config's ``results/table2.csv`` with ``--profile profiles/slurm``.
+the tiny config's ``results/table1.csv`` (data, base training, pruning, evaluation on SLURM; the
+table itself a local rule) with ``--profile profiles/slurm``.
 
 Evidence comes from SLURM's own records, not from Snakemake's: slurmctld keeps finished jobs for
 ``MinJobAge`` (a day here), so ``squeue --states=all`` lists every job with its state and the
@@ -25,7 +26,9 @@ from test_workflow import ROOT, planned_jobs, snakemake
 START = ROOT / "tests" / "slurm" / "start.sh"
 STOP = ROOT / "tests" / "slurm" / "stop.sh"
 PROFILE = ROOT / "profiles" / "slurm"
-TARGET = "results/table2.csv"
+TARGET = "results/table1.csv"
+#: The target's rule: a `localrules` entry (profiles/slurm: written on the submitting host).
+LOCAL_RULE = "table1"
 #: What the profile's cluster runs needs here: job states from squeue (no slurmdbd), no
 #: account, and status checks every few seconds instead of the plugin's 40 s start.
 SLURM_ARGS = ("--profile", str(PROFILE), "--slurm-status-command", "squeue",
@@ -72,7 +75,7 @@ def completion_log(state: Path, run_id: str) -> dict[str, str]:
 
 
 @pytest.mark.integration
-def test_table2_on_a_real_slurm(slurm: Path, tmp_path_factory: pytest.TempPathFactory,
+def test_table1_on_a_real_slurm(slurm: Path, tmp_path_factory: pytest.TempPathFactory,
                                 tiny_run: Path) -> None:
     work = tmp_path_factory.mktemp("on_slurm")
     plan = planned_jobs(snakemake(work, TARGET, "-n", *SLURM_ARGS))
@@ -86,8 +89,9 @@ def test_table2_on_a_real_slurm(slurm: Path, tmp_path_factory: pytest.TempPathFa
     records = slurm_records(run_id)
     by_rule = Counter(r["rule"] for r in records)
     # Every job but the table ran as a SLURM job, each once, and finished COMPLETED.
-    assert dict(by_rule) == {r: n for r, n in plan.items() if r != "table2"}, (by_rule, plan)
-    assert "table2" not in by_rule  # localrules: the table is written on the submitting host
+    assert dict(by_rule) == {r: n for r, n in plan.items() if r != LOCAL_RULE}, (by_rule, plan)
+    assert LOCAL_RULE not in by_rule  # localrules: the table is written on the submitting host
+    assert {"train_base", "prune", "evaluate"} <= set(by_rule)
     assert {r["state"] for r in records} == {"COMPLETED"}
     assert {r["node"] for r in records} == {subprocess.check_output(
         ["hostname", "-s"], text=True).strip()}

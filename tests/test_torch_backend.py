@@ -173,6 +173,23 @@ def test_port_is_exact_on_trained_like_weights(arch: str) -> None:
     assert_same_map(keras_model, model, x)
 
 
+def test_float64_reference_under_a_global_policy() -> None:
+    """Training sets a global dtype policy (float32), after which Keras layers ignore floatx:
+    the float64 reference must still be float64, and the policy is left as it was."""
+    keras_model, spec, _ = pair("ssd_squeezenet")
+    keras = tf_keras()[1]
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        ref = keras_float64(keras_model, spec)
+        assert ref.inputs[0].dtype.name == "float64"
+        assert ref.get_layer("preprocess").compute_dtype == "float64"
+        assert keras.mixed_precision.global_policy().name == "float32"
+        assert keras.backend.floatx() == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def test_input_normalisation_is_keras_bit_for_bit() -> None:
     """Keras's Rescaling multiplies by float32(1/127.5) in float32 and in float64 models; the
     twin's first op gives the same bits (dividing by 127.5 differed by one float32 rounding,

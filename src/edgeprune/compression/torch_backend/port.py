@@ -117,16 +117,20 @@ OUTPUTS: tuple[str, ...] = ("loc", "conf_logits")
 
 def keras_float64(keras_model: Any, spec: DetectorSpec) -> Any:
     """A float64 Keras detector of ``spec`` holding ``keras_model``'s weights (the float64
-    reference of :func:`check_port`); the global float type is restored afterwards."""
+    reference of :func:`check_port`); the global float type and dtype policy are restored
+    afterwards. Both are set: once a global policy exists (training sets one), layers follow it
+    and ignore ``floatx``."""
     from edgeprune.tfenv import setup
 
     _, keras = setup()
-    floatx = keras.backend.floatx()
+    floatx, policy = keras.backend.floatx(), keras.mixed_precision.global_policy()
     keras.backend.set_floatx("float64")
+    keras.mixed_precision.set_global_policy("float64")
     try:
         model = build_detector(spec, keras)
     finally:
         keras.backend.set_floatx(floatx)
+        keras.mixed_precision.set_global_policy(policy)
     model.set_weights([np.asarray(w, np.float64) for w in keras_model.get_weights()])
     return model
 
