@@ -30,7 +30,7 @@ from edgeprune.jobs import JobLog
 from edgeprune.measurement.bootstrap import paired_difference
 from edgeprune.measurement.compare import difference
 from edgeprune.reporting.tracking import RunRecord
-from edgeprune.stages.paper2 import _target_format, _whole_rows, load_test_set
+from edgeprune.stages.paper2 import experiment_name, load_test_set, target_format, whole_rows
 from edgeprune.stages.report import write_csv
 
 #: The two frameworks, reference first: differences are ``torch - keras``.
@@ -64,7 +64,7 @@ def paired_rows(builds: Mapping[str, Sequence[Mapping[str, Any]]]
     hold the same steps; a step present on one side only is an error naming it."""
     sides = {}
     for backend in PAIR:
-        rows = _whole_rows(builds[backend])
+        rows = whole_rows(builds[backend])
         sides[backend] = {row_key(r): r for r in rows}
         if len(sides[backend]) != len(rows):
             raise DataError(f"the {backend} builds hold a (method, finetuned, step) twice")
@@ -128,7 +128,7 @@ def backends_map(config: Mapping[str, Any], arch: str,
     write_json(out_json, {"arch": arch, "pairs": entries})
     diffs = [abs(e["mAP_diff"]) for e in entries if not math.isnan(e["mAP_diff"])]
     return RunRecord(
-        experiment=config.get("mlflow", {}).get("experiment", "edgeprune"),
+        experiment=experiment_name(config),
         run_name=f"{arch}/paper2/backends/map",
         params={"stage": "paper2_backends_map", "arch": arch, "backend": ",".join(PAIR),
                 "eval_images": len(test.annotations), "resamples": test.resamples},
@@ -145,7 +145,7 @@ def backends_time(config: Mapping[str, Any], arch: str, target: str,
     the unpruned model first) and write, per pair, both latencies and the paired difference
     ``torch vs keras`` (%, 95 % interval over groups)."""
     s = _settings(config)
-    fmt = _target_format(s, target)
+    fmt = target_format(s, target)
     builds = {b: [read_json(p) for p in build_jsons[b]] for b in PAIR}
     pairs = paired_rows(builds)
     paths: list[Path] = []
@@ -184,7 +184,7 @@ def backends_time(config: Mapping[str, Any], arch: str, target: str,
     df = pd.DataFrame(rows)
     write_csv(df, out_csv)
     return RunRecord(
-        experiment=config.get("mlflow", {}).get("experiment", "edgeprune"),
+        experiment=experiment_name(config),
         run_name=f"{arch}/paper2/backends/{target}",
         params={"stage": "paper2_backends_time", "arch": arch, "target": target,
                 "backend": ",".join(PAIR), "runtime": s.targets[target].runtime,
@@ -251,7 +251,7 @@ def backends_table(config: Mapping[str, Any], map_jsons: Sequence[str],
         log(f"{r.arch} {r.target} {r.method} ft={r.finetuned} step {r.step}: latency "
             f"{r.latency_words}; mAP {r.mAP_words}")
     return RunRecord(
-        experiment=config.get("mlflow", {}).get("experiment", "edgeprune"),
+        experiment=experiment_name(config),
         run_name="paper2/backends", params={"stage": "paper2_backends",
                                             "backend": ",".join(PAIR)},
         metrics={"pairs": float(len(df)),

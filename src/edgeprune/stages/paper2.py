@@ -91,7 +91,7 @@ def load_test_set(config: Mapping[str, Any], input_size: tuple[int, int],
                    resamples, seed)
 
 
-def _experiment(config: Mapping[str, Any]) -> str:
+def experiment_name(config: Mapping[str, Any]) -> str:
     return config.get("mlflow", {}).get("experiment", "edgeprune")
 
 
@@ -99,7 +99,7 @@ def _formats(s: Paper2Settings) -> tuple[str, ...]:
     return tuple(sorted({RUNTIME_FORMAT[t.runtime] for t in s.targets.values()}))
 
 
-def _target_format(s: Paper2Settings, target: str) -> str:
+def target_format(s: Paper2Settings, target: str) -> str:
     if target not in s.targets:
         raise ConfigError(f"config key 'paper2.targets': {target!r} is not listed")
     return RUNTIME_FORMAT[s.targets[target].runtime]
@@ -153,7 +153,7 @@ def sweep_build(config: Mapping[str, Any], arch: str, layer: str, model_path: st
     convert.update({f"layer_convert_s_mean_{f}": float(np.mean(
         [r[f"convert_s_{f}"] for r in layer_rows])) for f in formats if layer_rows})
     return RunRecord(
-        experiment=_experiment(config), run_name=f"{arch}/paper2/sweep-{layer}/build",
+        experiment=experiment_name(config), run_name=f"{arch}/paper2/sweep-{layer}/build",
         params={"stage": "paper2_sweep_build", "arch": arch, "layer": layer,
                 "backend": s.backend,
                 "method": "single-layer", "step": sw.step, "min_filters": sw.min_filters,
@@ -195,7 +195,7 @@ def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
     per point and scope (latency median, 95 % interval, block medians, paired difference to
     the unpruned point, mAP, cost)."""
     s = paper2_settings(config).for_backend(backend)
-    fmt = _target_format(s, target)
+    fmt = target_format(s, target)
     tgt = s.targets[target]
     doc = read_json(points_json)
     settings = s.sweep.timing.compare_settings(int(config.get("seed", 0)))
@@ -226,7 +226,7 @@ def sweep_time(config: Mapping[str, Any], arch: str, layer: str, target: str,
                        layer_points=len(lay))
     t = s.sweep.timing
     return RunRecord(
-        experiment=_experiment(config), run_name=f"{arch}/paper2/sweep-{layer}/{target}",
+        experiment=experiment_name(config), run_name=f"{arch}/paper2/sweep-{layer}/{target}",
         params={"stage": "paper2_sweep_time", "arch": arch, "layer": layer,
                 "backend": s.backend,
                 "method": "single-layer", "target": target, "runtime": tgt.runtime,
@@ -347,7 +347,7 @@ def cluster_sizes(config: Mapping[str, Any], arch: str, csvs: Sequence[str],
                 if p is not None:
                     metrics[f"p_value_{kind}_{layer}_{t}"] = float(p)
     return RunRecord(
-        experiment=_experiment(config), run_name=f"{arch}/paper2/cluster-size",
+        experiment=experiment_name(config), run_name=f"{arch}/paper2/cluster-size",
         params={"stage": "paper2_cluster_size", "arch": arch, "size_from": s.size_from,
                 "backend": s.backend,
                 "override": str(s.size), "P": json.dumps(sizes), "phase": json.dumps(phases),
@@ -479,7 +479,7 @@ def whole_build(config: Mapping[str, Any], arch: str, method: str, model_path: s
         history[f"macs_{name}"] = [r["macs"] for r in rows]
     ft = s.whole.finetune
     return RunRecord(
-        experiment=_experiment(config), run_name=f"{arch}/paper2/whole-{method}/build",
+        experiment=experiment_name(config), run_name=f"{arch}/paper2/whole-{method}/build",
         params={"stage": "paper2_whole_build", "arch": arch, "method": method,
                 "backend": s.backend,
                 "P": json.dumps(plan.sizes), "layers": ",".join(plan.layers),
@@ -502,7 +502,7 @@ def plan_widths(spec: Any, plan: WholePlan) -> dict[str, int]:
     return {k: widths[k] for k in plan.layers}
 
 
-def _whole_rows(builds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def whole_rows(builds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Base row (once) and every series row of every build JSON, with its model directory key."""
     rows = [dict(builds[0]["base"], method="base", series="base", build=0)]
     for b, build in enumerate(builds):
@@ -521,10 +521,10 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
     and the application frame rate, over ``video``, of the models that enter Tables II and
     III (interleaved passes)."""
     s = paper2_settings(config).for_backend(backend)
-    fmt = _target_format(s, target)
+    fmt = target_format(s, target)
     tgt = s.targets[target]
     builds = [read_json(p) for p in build_jsons]
-    rows = _whole_rows(builds)
+    rows = whole_rows(builds)
     distinct: dict[str, Path] = {}
     for r in rows:
         key = json.dumps(r["widths"], sort_keys=True)
@@ -569,7 +569,7 @@ def whole_time(config: Mapping[str, Any], arch: str, target: str, build_jsons: S
     metrics.update({f"fps_app_{k[1]}_{k[0]}": v["fps"] for k, v in app.items()})
     t = s.whole.timing
     return RunRecord(
-        experiment=_experiment(config), run_name=f"{arch}/paper2/whole/{target}",
+        experiment=experiment_name(config), run_name=f"{arch}/paper2/whole/{target}",
         params={"stage": "paper2_whole_time", "arch": arch, "target": target,
                 "backend": s.backend,
                 "runtime": tgt.runtime, "method": "filter,cluster",
@@ -798,7 +798,7 @@ def report(config: Mapping[str, Any], sizes_jsons: Sequence[str], build_jsons: S
                 if col in r and pd.notna(r[col]):
                     metrics[f"gain_pct_{kind}_{r['arch']}_{target}{suffix}"] = float(r[col])
     return RunRecord(
-        experiment=_experiment(config), run_name="paper2/report",
+        experiment=experiment_name(config), run_name="paper2/report",
         params={"stage": "paper2_report", "archs": ",".join(s.archs), "backend": s.backend,
                 "targets": ",".join(s.targets), "table_step": s.table_step,
                 "finetuned": s.table_finetuned},
@@ -827,7 +827,7 @@ def openvino_ir(config: Mapping[str, Any], arch: str, variant: str, precision: s
     weights = file_sizes(ir_files(xml)[1])
     log(f"{xml} ({precision}): {seconds:.1f} s, weights {weights['size_mb']:.2f} MiB")
     return RunRecord(
-        experiment=_experiment(config), run_name=f"{arch}/{variant}/openvino-{precision}",
+        experiment=experiment_name(config), run_name=f"{arch}/{variant}/openvino-{precision}",
         params={"stage": "openvino_ir", "arch": arch, "variant": variant,
                 "format": "openvino", "precision": {"fp32": "float32"}.get(precision, "float16")},
         metrics={"convert_seconds": seconds, "bin_mb": weights["size_mb"],
